@@ -1,0 +1,51 @@
+"""Bearer API-key authentication and role checks.
+
+`Authorization: Bearer <key>`: 401 without a valid key, 403 for the wrong role.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.deps import StoresDep
+from app.problems import Forbidden, Unauthorized
+from storage import api_keys
+from storage.api_keys import ApiKey, Role
+
+Principal = ApiKey
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="polyshop"'}
+
+
+async def get_principal(request: Request, stores: StoresDep) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized("missing bearer API key", headers=_CHALLENGE)
+    async with stores.pg.connection() as conn:
+        principal = await api_keys.lookup(
+            conn, pepper=stores.settings.api_key_pepper.get_secret_value(), key=key.strip()
+        )
+    if principal is None:
+        raise Unauthorized("invalid or revoked API key", headers=_CHALLENGE)
+    return principal
+
+
+def require_role(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+    async def dependency(
+        principal: Annotated[Principal, Depends(get_principal)],
+    ) -> Principal:
+        if principal.role not in roles:
+            raise Forbidden(f"this needs the role {' or '.join(roles)}")
+        return principal
+
+    return dependency
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+AdminDep = Annotated[Principal, Depends(require_role("admin"))]
+WarehouseDep = Annotated[Principal, Depends(require_role("warehouse", "admin"))]
+CustomerDep = Annotated[Principal, Depends(require_role("customer"))]

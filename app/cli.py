@@ -1,0 +1,94 @@
+"""The `polyshop` command line."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from app.settings import get_settings
+
+cli = typer.Typer(help="polyshop: the data backend of an online shop.", no_args_is_help=True)
+stack = typer.Typer(help="The native dev/test service stack (Postgres, Redis, OpenSearch, MinIO).")
+cli.add_typer(stack, name="stack")
+
+
+@cli.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Run the HTTP API."""
+    import uvicorn
+
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        timeout_graceful_shutdown=20,
+        access_log=False,
+    )
+
+
+@cli.command()
+def worker() -> None:
+    """Run the worker: outbox relay and timed jobs."""
+    from app.logging import configure_logging
+    from app.worker import run_worker
+
+    settings = get_settings()
+    configure_logging(settings)
+    asyncio.run(run_worker(settings))
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply the Postgres schema migrations."""
+    from storage import migrate as migrations
+
+    settings = get_settings()
+    migrations.upgrade(settings.database_url, settings.database_schema)
+    typer.echo(f"schema {settings.database_schema}: migrated")
+
+
+@stack.command("up")
+def stack_up() -> None:
+    """Install what is missing, start every service, wait until healthy."""
+    import devstack
+
+    devstack.up(progress=True)
+
+
+@stack.command("down")
+def stack_down() -> None:
+    """Stop every service (by pid)."""
+    import devstack
+
+    devstack.down()
+
+
+@stack.command("status")
+def stack_status() -> None:
+    """One line per service."""
+    import devstack
+
+    devstack.status()
+
+
+def _register_area_commands() -> None:
+    from app.commands import registry
+
+    for name, sub in registry.COMMAND_GROUPS.items():
+        cli.add_typer(sub, name=name)
+    for command in registry.COMMANDS:
+        cli.command()(command)
+
+
+def main() -> None:
+    _register_area_commands()
+    cli()

@@ -1,0 +1,108 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
+
+from app.logging import configure_logging
+from app.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from app.problems import install_problem_handlers
+from app.routes import health
+from app.settings import Settings, get_settings
+from app.stores import open_stores
+
+API_DESCRIPTION = """The data backend of the polyshop online shop.
+
+Errors are RFC 9457 `application/problem+json`. Authenticate with
+`Authorization: Bearer <api key>` (keys come from `polyshop keys create`).
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_stores(settings) as stores:
+            app.state.stores = stores
+            yield
+
+    app = FastAPI(
+        title="polyshop",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_problem_handlers(app)
+    _install_offline_docs(app)
+    _install_request_metrics(app)
+    app.include_router(health.router)
+    for router in _feature_routers():
+        app.include_router(router)
+    return app
+
+
+def _feature_routers() -> list[APIRouter]:
+    """Routers of the feature areas; each area registers itself in app/routes/."""
+    from app.routes import registry
+
+    return list(registry.ROUTERS)
+
+
+def _install_offline_docs(app: FastAPI) -> None:
+    """Swagger UI from the swagger-ui-bundle package: the docs work with no internet."""
+    app.mount("/static/swagger", StaticFiles(directory=str(swagger_ui_path)), name="swagger")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="polyshop API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+        )
+
+
+def _install_request_metrics(app: FastAPI) -> None:
+    app.add_middleware(RequestMetricsMiddleware)
+
+
+class RequestMetricsMiddleware:
+    """Latency and count per route template (pure ASGI: no per-request task overhead)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()

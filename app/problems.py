@@ -1,0 +1,139 @@
+"""RFC 9457 problem details: one error base class and the handlers that render every
+error, the framework's included, as `application/problem+json`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from storage.errors import StoreUnavailable
+
+log = structlog.get_logger()
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """An error with an HTTP status. Raise a subclass or an instance anywhere in a request."""
+
+    status: int = 500
+    title: str = "Internal Server Error"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        status: int | None = None,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail or title or self.title)
+        if status is not None:
+            self.status = status
+        if title is not None:
+            self.title = title
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra
+
+
+class NotFound(Problem):
+    status, title = 404, "Not Found"
+
+
+class Conflict(Problem):
+    status, title = 409, "Conflict"
+
+
+class PreconditionFailed(Problem):
+    status, title = 412, "Precondition Failed"
+
+
+class Unauthorized(Problem):
+    status, title = 401, "Unauthorized"
+
+
+class Forbidden(Problem):
+    status, title = 403, "Forbidden"
+
+
+class ServiceUnavailable(Problem):
+    status, title = 503, "Service Unavailable"
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    title: str,
+    detail: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body["instance"] = request.url.path
+    body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Problem)
+    return problem_response(request, exc.status, exc.title, exc.detail, exc.headers, **exc.extra)
+
+
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    from http import HTTPStatus
+
+    title = HTTPStatus(exc.status_code).phrase
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+    return problem_response(request, exc.status_code, title, detail, dict(exc.headers or {}))
+
+
+async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
+            "location": str(e.get("loc", ("body",))[0]),
+            "message": e.get("msg", ""),
+        }
+        for e in exc.errors()
+    ]
+    fields = ", ".join(sorted({e["field"] for e in errors}))
+    return problem_response(
+        request, 422, "Unprocessable Content", f"invalid input: {fields}", errors=errors
+    )
+
+
+async def _on_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StoreUnavailable)
+    log.warning("store.unavailable", store=exc.store, reason=exc.reason, path=request.url.path)
+    return problem_response(
+        request,
+        503,
+        "Service Unavailable",
+        f"{exc.store} is unavailable, retry later",
+        {"Retry-After": "5"},
+        store=exc.store,
+    )
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("request.unhandled_error", path=request.url.path)
+    return problem_response(request, 500, "Internal Server Error")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(Problem, _on_problem)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StoreUnavailable, _on_unavailable)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,71 @@
+"""The clients of every store, created once per process and closed on shutdown."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from minio import Minio
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+
+from analytics.duck import AnalyticsStore, create_analytics_store
+from app.settings import Settings
+from search.engine import SearchEngine, create_search_engine
+from storage.blobs import create_minio
+from storage.cache import create_redis
+from storage.postgres import create_pool
+
+log = structlog.get_logger()
+
+PgPool = AsyncConnectionPool[AsyncConnection[dict[str, Any]]]
+
+
+@dataclass
+class Stores:
+    settings: Settings
+    pg: PgPool
+    redis: Redis
+    search: SearchEngine
+    blobs: Minio
+    analytics: AnalyticsStore
+
+
+@contextlib.asynccontextmanager
+async def open_stores(
+    settings: Settings, *, application_name: str | None = None
+) -> AsyncIterator[Stores]:
+    pg = await create_pool(
+        settings.database_url,
+        schema=settings.database_schema,
+        application_name=application_name or settings.service_name,
+        min_size=settings.database_pool_min,
+        max_size=settings.database_pool_max,
+        statement_timeout_ms=settings.database_statement_timeout_ms,
+    )
+    redis = create_redis(settings.redis_url, timeout_s=settings.redis_timeout_s)
+    search = create_search_engine(
+        settings.search_engine, settings.search_url, timeout_s=settings.search_timeout_s
+    )
+    blobs = create_minio(
+        settings.s3_endpoint,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key.get_secret_value(),
+        secure=settings.s3_secure,
+        region=settings.s3_region,
+    )
+    analytics = create_analytics_store(settings.duckdb_path)
+    stores = Stores(settings, pg, redis, search, blobs, analytics)
+    log.info("stores.opened", search_engine=settings.search_engine, schema=settings.database_schema)
+    try:
+        yield stores
+    finally:
+        await search.close()
+        await redis.aclose()
+        await pg.close()
+        analytics.close()
+        log.info("stores.closed")

@@ -1,0 +1,49 @@
+"""MinIO (S3) client factory, bucket bootstrap and health probe.
+
+The minio client is synchronous; async callers wrap calls in `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import urllib3
+from minio import Minio
+
+
+def create_minio(
+    endpoint: str,
+    *,
+    access_key: str,
+    secret_key: str,
+    secure: bool = False,
+    region: str = "us-east-1",
+) -> Minio:
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=2.0, read=30.0),
+        maxsize=32,
+        retries=urllib3.Retry(total=2, backoff_factor=0.1, status_forcelist=[502, 503, 504]),
+    )
+    return Minio(
+        endpoint,
+        access_key=access_key,
+        secret_key=secret_key,
+        secure=secure,
+        region=region,
+        http_client=http,
+    )
+
+
+def ensure_bucket(client: Minio, bucket: str) -> None:
+    """Create the bucket if it does not exist (idempotent, safe to race)."""
+    if not client.bucket_exists(bucket):
+        try:
+            client.make_bucket(bucket)
+        except Exception:
+            if not client.bucket_exists(bucket):
+                raise
+
+
+async def ping(client: Minio, bucket: str) -> None:
+    """Reachable and the bucket exists (created here if MinIO was down at startup)."""
+    await asyncio.to_thread(ensure_bucket, client, bucket)

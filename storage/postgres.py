@@ -1,0 +1,57 @@
+"""PostgreSQL connection pool factory and health probe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+
+def connect_kwargs(
+    *, schema: str, application_name: str, statement_timeout_ms: int
+) -> dict[str, Any]:
+    """Connection options shared by the pool and one-off connections (migrations, CLI)."""
+    return {
+        "application_name": application_name,
+        "options": f"-c search_path={schema},public -c statement_timeout={statement_timeout_ms}",
+    }
+
+
+async def create_pool(
+    url: str,
+    *,
+    schema: str = "public",
+    application_name: str = "polyshop",
+    min_size: int = 1,
+    max_size: int = 10,
+    statement_timeout_ms: int = 15_000,
+) -> AsyncConnectionPool[AsyncConnection[dict[str, Any]]]:
+    """Open a pool without waiting for the server, so the API can start (and report
+    not-ready) while Postgres is down."""
+    pool: AsyncConnectionPool[AsyncConnection[dict[str, Any]]] = AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs={
+            **connect_kwargs(
+                schema=schema,
+                application_name=application_name,
+                statement_timeout_ms=statement_timeout_ms,
+            ),
+            "row_factory": dict_row,
+        },
+        connection_class=AsyncConnection[dict[str, Any]],
+        open=False,
+        timeout=5.0,
+        reconnect_timeout=0,  # keep retrying in the background forever
+        check=AsyncConnectionPool.check_connection,
+    )
+    await pool.open(wait=False)
+    return pool
+
+
+async def ping(pool: AsyncConnectionPool[AsyncConnection[dict[str, Any]]]) -> None:
+    async with pool.connection(timeout=2.0) as conn:
+        await conn.execute("SELECT 1")
