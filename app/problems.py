@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from storage.errors import StoreUnavailable
@@ -126,6 +128,19 @@ async def _on_unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _on_postgres_down(request: Request, exc: Exception) -> JSONResponse:
+    """The pool had no healthy connection in time, or the server went away mid-request."""
+    log.warning("store.unavailable", store="postgres", reason=str(exc)[:200], path=request.url.path)
+    return problem_response(
+        request,
+        503,
+        "Service Unavailable",
+        "postgres is unavailable, retry later",
+        {"Retry-After": "5"},
+        store="postgres",
+    )
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("request.unhandled_error", path=request.url.path)
     return problem_response(request, 500, "Internal Server Error")
@@ -136,4 +151,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StoreUnavailable, _on_unavailable)
+    app.add_exception_handler(PoolTimeout, _on_postgres_down)
+    app.add_exception_handler(psycopg.OperationalError, _on_postgres_down)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -130,3 +130,21 @@ async def test_duckdb_analytical_copy_is_read_only(stores: Stores) -> None:
         assert con.execute("SELECT answer FROM t").fetchone() == (42,)
         with pytest.raises(duckdb.Error):
             con.execute("INSERT INTO t VALUES (1)")
+
+
+async def test_postgres_down_is_503_not_500(settings: Settings) -> None:
+    """With no reachable Postgres, an authenticated request answers 503 problem+json."""
+    from asgi_lifespan import LifespanManager
+
+    from app.main import create_app
+
+    dead = settings.model_copy(update={"database_url": "postgresql://polyshop@127.0.0.1:1/x"})
+    app = create_app(dead)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            response = await c.get("/orders", headers={"Authorization": "Bearer psk_whatever"})
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"]
+    assert response.json()["store"] == "postgres"
