@@ -10,8 +10,6 @@ import typer
 from app.settings import get_settings
 
 cli = typer.Typer(help="polyshop: the data backend of an online shop.", no_args_is_help=True)
-stack = typer.Typer(help="The native dev/test service stack (Postgres, Redis, OpenSearch, MinIO).")
-cli.add_typer(stack, name="stack")
 
 
 @cli.command()
@@ -56,33 +54,11 @@ def migrate() -> None:
     typer.echo(f"schema {settings.database_schema}: migrated")
 
 
-@stack.command("up")
-def stack_up() -> None:
-    """Install what is missing, start every service, wait until healthy."""
-    import devstack
-
-    devstack.up(progress=True)
-
-
-@stack.command("down")
-def stack_down() -> None:
-    """Stop every service (by pid)."""
-    import devstack
-
-    devstack.down()
-
-
-@stack.command("status")
-def stack_status() -> None:
-    """One line per service."""
-    import devstack
-
-    devstack.status()
-
-
 def _register_area_commands() -> None:
+    import devstack
     from app.commands import registry
 
+    cli.add_typer(devstack.cli, name="stack")
     for name, sub in registry.COMMAND_GROUPS.items():
         cli.add_typer(sub, name=name)
     for command in registry.COMMANDS:

@@ -1,0 +1,52 @@
+# One task runner for people and CI (.ci/run is `make test`).
+#   make run    the stack, migrations, seed data, API on http://127.0.0.1:8000 and worker
+#   make test   the stack (started and stopped again if it was not running), then pytest
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.9
+# Evaluated when a recipe runs (after `install` may have just installed uv).
+UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+PYTEST_ARGS ?=
+
+.PHONY: help install stack-up stack-down stack-status test lint format run stop
+
+help:
+	@echo "make install | run | stop | test | lint | format | stack-up | stack-down | stack-status"
+
+install:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
+	  || python3 -m pip install --quiet "uv==$(UV_VERSION)" \
+	  || python3 -m pip install --quiet --break-system-packages "uv==$(UV_VERSION)"
+	$(UV) sync --frozen
+
+stack-up: install
+	$(UV) run python -m devstack up
+
+stack-down:
+	$(UV) run python -m devstack down
+
+stack-status:
+	$(UV) run python -m devstack status
+
+# run-tests: `up`, pytest, then stop whatever this invocation started; exits with
+# pytest's code.
+test: install
+	$(UV) run python -m devstack run-tests -- -p no:cacheprovider -q $(PYTEST_ARGS)
+
+lint: install
+	$(UV) run ruff check . && $(UV) run ruff format --check . && $(UV) run mypy .
+
+format: install
+	$(UV) run ruff format . && $(UV) run ruff check --fix .
+
+run: install
+	$(UV) run python -m devstack up
+	$(UV) run polyshop migrate
+	$(UV) run polyshop seed --if-empty
+	$(UV) run python -m devstack run-app
+	@echo "API: http://127.0.0.1:8000/docs   logs: uv run python -m devstack logs api -f"
+	@echo "stop everything: make stop"
+
+stop: stack-down

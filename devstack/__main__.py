@@ -1,0 +1,3 @@
+from devstack._cli import main
+
+main()

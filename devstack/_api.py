@@ -1,0 +1,311 @@
+"""The dev stack's public functions: up, down, status and per-service control."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from devstack import _config, _install, _ready, _supervisor
+from devstack._config import Program
+from devstack._paths import LAYOUT, Layout
+from devstack._progress import Steps, console
+from devstack._services import PORTS, SERVICES, URLS, service_env
+from devstack._supervisor import StackError
+
+APP_START_TIMEOUT = 30.0
+
+
+class _NotSettled(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    state: str  # supervisord's state name (RUNNING, STOPPED, EXITED, FATAL, ...) or DOWN
+    pid: int | None
+    url: str
+
+
+def _ensure_dirs(layout: Layout) -> None:
+    for path in (layout.bin_dir, layout.logs, layout.run, *(layout.data(s) for s in SERVICES)):
+        path.mkdir(parents=True, exist_ok=True)
+    if (user := _install.postgres_os_user()) is not None:
+        # postgres (the OS user) must be able to traverse to its data dir
+        layout.data("postgres").parent.chmod(0o755)
+        shutil.chown(layout.data("postgres"), user, user)
+
+
+def _install_all(layout: Layout, steps: Steps) -> None:
+    """Install what is missing; the three slow installs run side by side."""
+
+    def apt_then_initdb() -> None:
+        if _install.apt_needed(layout):
+            with steps.step("apt-get install postgresql redis-server"):
+                _install.ensure_apt_packages(layout)
+        if not (layout.data("postgres") / "PG_VERSION").exists():
+            with steps.step("initdb (Postgres data directory)"):
+                _install.ensure_postgres_initdb(layout)
+        else:
+            _install.ensure_postgres_initdb(layout)  # only fixes the socket dir
+
+    def minio() -> None:
+        if not _install.minio_binary(layout).exists():
+            with steps.step("go install minio (first time: a few minutes)"):
+                _install.ensure_minio(layout)
+        else:
+            _install.ensure_minio(layout)  # rebuilds only if the pinned version changed
+
+    def opensearch() -> None:
+        if _install.opensearch_jars_needed(layout):
+            with steps.step("mvn: OpenSearch jars (first time: about a minute)"):
+                _install.ensure_opensearch_jars(layout)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = [pool.submit(job) for job in (apt_then_initdb, minio, opensearch)]
+        for future in futures:
+            future.result()
+
+
+def _ports_in_use() -> list[str]:
+    busy = []
+    for name, ports in PORTS.items():
+        for port in ports:
+            with socket.socket() as sock:
+                sock.settimeout(0.2)
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    busy.append(f"{name}:{port}")
+    return busy
+
+
+def _wait_all_ready(layout: Layout, names: Sequence[str], steps: Steps) -> None:
+    def one(name: str) -> None:
+        with steps.step(f"{name} ready  {URLS[name]}"):
+            wait_ready(name, layout=layout)
+
+    with ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
+        for future in [pool.submit(one, n) for n in names]:
+            future.result()
+
+
+def wait_ready(name: str, timeout: float | None = None, *, layout: Layout = LAYOUT) -> None:
+    """Block until service ``name`` answers its readiness probe (StackError otherwise)."""
+    try:
+        _ready.wait_ready(layout, name, timeout)
+    except StackError:
+        raise
+    except Exception as exc:
+        raise StackError(
+            f"{name} not ready: {exc!r}; last log lines:\n{_ready.log_tail(layout, name)}"
+        ) from exc
+
+
+def _start_app_programs(layout: Layout, apps: Sequence[Program]) -> None:
+    with _supervisor.rpc(layout) as server:
+        for program in apps:
+            server.startProcessGroup(program.name, False)
+    names = {p.name for p in apps}
+
+    def settled() -> list[dict[str, Any]]:
+        procs = [p for p in _supervisor.call(layout, "getAllProcessInfo") if p["group"] in names]
+        if any(p["statename"] in ("STARTING", "BACKOFF") for p in procs):
+            raise _NotSettled
+        return procs
+
+    procs: list[dict[str, Any]] = []
+    for attempt in Retrying(
+        stop=stop_after_delay(APP_START_TIMEOUT),
+        wait=wait_fixed(0.2),
+        retry=retry_if_exception_type(_NotSettled),
+        reraise=True,
+    ):
+        with attempt:
+            procs = settled()
+    failed = [p for p in procs if p["statename"] != "RUNNING"]
+    if failed:
+        details = "\n".join(
+            f"{p['name']} is {p['statename']}; log:\n{_ready.log_tail(layout, p['name'])}"
+            for p in failed
+        )
+        raise StackError(details)
+
+
+def up(
+    progress: bool = True,
+    extra_programs: Sequence[Program] | None = None,
+    *,
+    layout: Layout = LAYOUT,
+) -> dict[str, str]:
+    """Install what is missing, start the stack, wait until every service answers.
+
+    ``extra_programs`` (e.g. ``app_programs()``) replaces the supervised app
+    programs; ``None`` keeps the ones from the previous ``up``, ``[]`` removes them.
+    Returns the ``POLYSHOP_*`` variables, also written to ``.devstack/services.env``.
+    """
+    with Steps(progress) as steps:
+        _ensure_dirs(layout)
+        _install_all(layout, steps)
+        if extra_programs is not None:
+            _config.save_app_programs(layout, extra_programs)
+        apps = _config.load_app_programs(layout)
+        _config.write_opensearch_config(layout)
+        _config.write_if_changed(layout.services_env, _config.render_services_env())
+        changed = _config.write_if_changed(
+            layout.supervisord_conf, _config.render_supervisord_conf(layout, apps)
+        )
+        if _supervisor.supervisord_pid(layout) is None:
+            if busy := _ports_in_use():
+                raise StackError(
+                    f"ports already in use by processes devstack does not manage: {busy}"
+                )
+            with steps.step("start supervisord"):
+                _supervisor.start_supervisord(layout)
+        else:
+            if changed:
+                with steps.step("apply changed supervisord.conf"):
+                    _supervisor.apply_config(layout)
+            info = _supervisor.process_info(layout)
+            for name in SERVICES:
+                if info[name]["statename"] not in ("RUNNING", "STARTING"):
+                    with steps.step(f"start {name}"):
+                        _supervisor.call(layout, "startProcess", name, False)
+        _wait_all_ready(layout, SERVICES, steps)
+        if apps:
+            with steps.step(f"start {', '.join(p.name for p in apps)}"):
+                _start_app_programs(layout, apps)
+    return service_env()
+
+
+def run_app(progress: bool = True, *, layout: Layout = LAYOUT) -> dict[str, str]:
+    """``up`` plus the app's API (127.0.0.1:8000) and worker, supervised like the services."""
+    return up(progress, extra_programs=_config.app_programs(), layout=layout)
+
+
+def stop_app(progress: bool = True, *, layout: Layout = LAYOUT) -> None:
+    """Stop and forget the app programs (api, worker); the services keep running."""
+    if _supervisor.supervisord_pid(layout) is None:
+        layout.app_programs.unlink(missing_ok=True)
+        return
+    up(progress, extra_programs=[], layout=layout)
+
+
+def down(progress: bool = True, *, layout: Layout = LAYOUT) -> None:
+    """Stop every program, then supervisord (by pid). Data stays in ``.devstack/data``.
+
+    The app programs are forgotten too: the next ``up`` starts only the services.
+    """
+    layout.app_programs.unlink(missing_ok=True)
+    if _supervisor.supervisord_pid(layout) is None:
+        return
+    with Steps(progress) as steps, steps.step("stop the stack"):
+        _supervisor.stop_supervisord(layout)
+
+
+def is_up(*, layout: Layout = LAYOUT) -> bool:
+    """True when supervisord runs and every service is RUNNING (not a readiness probe)."""
+    return all(s.state == "RUNNING" for s in status(layout=layout) if s.name in SERVICES)
+
+
+def status(*, layout: Layout = LAYOUT) -> list[ServiceStatus]:
+    """One entry per service (and app process), from supervisord's point of view."""
+    if _supervisor.supervisord_pid(layout) is None:
+        return [ServiceStatus(name, "DOWN", None, URLS[name]) for name in SERVICES]
+    result = []
+    for key, proc in _supervisor.process_info(layout).items():
+        if ":" in key and proc["group"] == proc["name"]:
+            continue  # listed under its short name
+        name = proc["name"] if proc["group"] == proc["name"] else key
+        result.append(
+            ServiceStatus(
+                name=name,
+                state=proc["statename"],
+                pid=proc["pid"] or None,
+                url=URLS.get(proc["group"], ""),
+            )
+        )
+    order = {n: i for i, n in enumerate(SERVICES)}
+    return sorted(result, key=lambda s: (order.get(s.name, len(order)), s.name))
+
+
+def _require_supervisord(layout: Layout) -> None:
+    if _supervisor.supervisord_pid(layout) is None:
+        raise StackError("the dev stack is not running: `python -m devstack up` first")
+
+
+def start_service(name: str, wait: bool = True, *, layout: Layout = LAYOUT) -> None:
+    """Start one service (no-op if running) and, with ``wait``, until it is ready."""
+    _require_supervisord(layout)
+    if _supervisor.process_info(layout)[name]["statename"] not in ("RUNNING", "STARTING"):
+        _supervisor.call(layout, "startProcess", name, True)
+    if wait and name in SERVICES:
+        wait_ready(name, layout=layout)
+
+
+def stop_service(name: str, *, layout: Layout = LAYOUT) -> None:
+    """Stop one service gracefully (its stop signal, then SIGKILL after stopwaitsecs)."""
+    _require_supervisord(layout)
+    if _supervisor.process_info(layout)[name]["statename"] in ("RUNNING", "STARTING", "BACKOFF"):
+        _supervisor.call(layout, "stopProcess", name, True)
+
+
+def kill_service(name: str, *, layout: Layout = LAYOUT) -> None:
+    """SIGKILL the service's main process (a crash, for fault tests); it stays down."""
+    _require_supervisord(layout)
+    proc = _supervisor.process_info(layout)[name]
+    if proc["statename"] != "RUNNING" or not proc["pid"]:
+        return
+    os.kill(proc["pid"], signal.SIGKILL)
+    for attempt in Retrying(
+        stop=stop_after_delay(10),
+        wait=wait_fixed(0.05),
+        retry=retry_if_exception_type(AssertionError),
+        reraise=True,
+    ):
+        with attempt:
+            assert _supervisor.process_info(layout)[name]["statename"] != "RUNNING"
+
+
+def log_path(name: str, *, layout: Layout = LAYOUT) -> Path:
+    return layout.logs / f"{name}.log"
+
+
+def opensearch_config_dir(*, layout: Layout = LAYOUT) -> Path:
+    """The OpenSearch node's config dir: files (e.g. synonyms) there are readable by the
+    node under a path relative to it, e.g. ``"synonyms_path": "analysis/synonyms.txt"``."""
+    return layout.opensearch_config
+
+
+def run_tests(pytest_args: Sequence[str], *, layout: Layout = LAYOUT) -> int:
+    """Bring the stack up, run pytest, and stop afterwards whatever this call started.
+
+    Returns pytest's exit code (or 1 if the stack could not be started).
+    """
+    had_supervisord = _supervisor.supervisord_pid(layout) is not None
+    before = {s.name: s.state for s in status(layout=layout)} if had_supervisord else {}
+    try:
+        try:
+            up(progress=True, layout=layout)
+        except (StackError, _install.InstallError) as exc:
+            console.print(f"[red]dev stack failed to start:[/red] {exc}")
+            return 1
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", *pytest_args], check=False
+        ).returncode
+    finally:
+        if not had_supervisord:
+            down(progress=True, layout=layout)
+        else:
+            for name in SERVICES:
+                if before.get(name) != "RUNNING" and _supervisor.supervisord_pid(layout):
+                    stop_service(name, layout=layout)

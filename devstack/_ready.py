@@ -1,0 +1,114 @@
+"""Readiness probes, retried with tenacity; a program that supervisord gave up on fails fast."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import psycopg
+import redis
+from minio import Minio
+from tenacity import Retrying, retry_if_not_exception_type, stop_after_delay, wait_fixed
+
+from devstack import _supervisor
+from devstack._paths import Layout
+from devstack._services import (
+    DATABASE_URL,
+    HOST,
+    MINIO_ROOT_PASSWORD,
+    MINIO_ROOT_USER,
+    PG_DATABASE,
+    PG_ROLE,
+    POSTGRES_PORT,
+    REDIS_PORT,
+    S3_ENDPOINT,
+    SEARCH_URL,
+)
+
+TIMEOUTS = {"postgres": 60.0, "redis": 30.0, "opensearch": 240.0, "minio": 90.0}
+DEAD_STATES = {"FATAL", "EXITED", "STOPPED"}
+
+
+class ServiceFailed(_supervisor.StackError):
+    """The program is not running any more; waiting longer would not help."""
+
+
+def log_tail(layout: Layout, name: str, lines: int = 20) -> str:
+    path = layout.logs / f"{name}.log"
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _check_alive(layout: Layout, name: str) -> None:
+    state = _supervisor.process_info(layout)[name]["statename"]
+    if state in DEAD_STATES:
+        raise ServiceFailed(f"{name} is {state}; last log lines:\n{log_tail(layout, name)}")
+
+
+def bootstrap_postgres() -> None:
+    """Create the ``polyshop`` role and database if missing (idempotent)."""
+    admin = f"postgresql://postgres@{HOST}:{POSTGRES_PORT}/postgres"
+    with psycopg.connect(admin, autocommit=True, connect_timeout=2) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [PG_ROLE]).fetchone() is None:
+            conn.execute(f'CREATE ROLE "{PG_ROLE}" LOGIN SUPERUSER')  # dev stack only
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [PG_DATABASE])
+        if exists.fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{PG_DATABASE}" OWNER "{PG_ROLE}"')
+
+
+def probe_postgres() -> None:
+    bootstrap_postgres()
+    with psycopg.connect(DATABASE_URL, connect_timeout=2) as conn:
+        conn.execute("SELECT 1").fetchone()
+
+
+def probe_redis() -> None:
+    client = redis.Redis(host=HOST, port=REDIS_PORT, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        if not client.ping():
+            raise ConnectionError("redis PING failed")
+    finally:
+        client.close()
+
+
+def probe_opensearch() -> None:
+    response = httpx.get(
+        f"{SEARCH_URL}/_cluster/health",
+        params={"wait_for_status": "yellow", "timeout": "5s"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    if response.json()["status"] not in ("yellow", "green"):
+        raise ConnectionError(f"opensearch health is {response.json()['status']}")
+
+
+def probe_minio() -> None:
+    httpx.get(f"http://{S3_ENDPOINT}/minio/health/live", timeout=2).raise_for_status()
+    Minio(S3_ENDPOINT, MINIO_ROOT_USER, MINIO_ROOT_PASSWORD, secure=False).list_buckets()
+
+
+PROBES: dict[str, Callable[[], None]] = {
+    "postgres": probe_postgres,
+    "redis": probe_redis,
+    "opensearch": probe_opensearch,
+    "minio": probe_minio,
+}
+
+
+def wait_ready(layout: Layout, name: str, timeout: float | None = None) -> None:
+    """Retry the service's probe until it passes; fail at once if its process died."""
+    probe = PROBES[name]
+
+    def attempt_once() -> None:
+        _check_alive(layout, name)
+        probe()
+
+    for attempt in Retrying(
+        stop=stop_after_delay(timeout or TIMEOUTS[name]),
+        wait=wait_fixed(0.25),
+        retry=retry_if_not_exception_type(ServiceFailed),
+        reraise=True,
+    ):
+        with attempt:
+            attempt_once()
