@@ -14,3 +14,80 @@ HTTP_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 STORE_UP = Gauge("polyshop_store_up", "1 if the store answered the last readiness check", ["store"])
+
+# Product read cache (Redis) and its circuit breaker
+CACHE_REQUESTS = Counter(
+    "polyshop_cache_requests_total",
+    "Product cache lookups by result: hit, miss, error (Redis failed), bypass (breaker open)",
+    ["result"],
+)
+CACHE_BREAKER_STATE = Gauge(
+    "polyshop_cache_breaker_state",
+    "Redis cache circuit breaker: 0 closed, 1 half-open, 2 open",
+)
+
+# Outbox relay (worker)
+OUTBOX_BACKLOG = Gauge("polyshop_outbox_backlog", "Events waiting per consumer", ["consumer"])
+OUTBOX_OLDEST_AGE = Gauge(
+    "polyshop_outbox_oldest_age_seconds", "Age of the oldest waiting event", ["consumer"]
+)
+OUTBOX_RELAYED = Counter(
+    "polyshop_outbox_relayed_total", "Events applied and acknowledged", ["consumer"]
+)
+OUTBOX_FAILURES = Counter(
+    "polyshop_outbox_failures_total", "Event batches a consumer failed to apply", ["consumer"]
+)
+OUTBOX_DEAD_LETTERS = Counter(
+    "polyshop_outbox_dead_letters_total", "Events moved to the dead letters", ["consumer"]
+)
+
+# Product images
+IMAGE_UPLOAD_STAGE = Histogram(
+    "polyshop_image_upload_stage_seconds",
+    "Time per image upload stage: receive, decode, encode, resize, store",
+    ["stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+IMAGE_GC_DELETED = Counter("polyshop_image_gc_deleted_total", "Orphan image blobs deleted by GC")
+
+# Product search index
+SEARCH_COMMIT_TO_SEARCHABLE = Histogram(
+    "polyshop_search_commit_to_searchable_seconds",
+    "Outbox event age (commit -> applied to the search index); ~1 s refresh comes on top",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+SEARCH_DRIFT = Gauge(
+    "polyshop_search_drift_documents",
+    "Differences between Postgres and the search index found by the last reconcile run",
+    ["kind"],
+)
+SEARCH_RECONCILE_RUNS = Counter("polyshop_search_reconcile_runs_total", "Reconcile runs finished")
+
+# ETL Postgres -> DuckDB (etl/, app/etl_schedule.py)
+ETL_DATA_AGE = Gauge(
+    "polyshop_etl_data_age_seconds",
+    "Age of the newest data in the published analytical snapshot (since its extraction)",
+)
+ETL_LAST_SUCCESS = Gauge(
+    "polyshop_etl_last_success_timestamp_seconds", "When the last successful ETL run ended"
+)
+ETL_RUN_DURATION = Histogram(
+    "polyshop_etl_run_duration_seconds",
+    "ETL run duration",
+    ["kind", "status"],
+    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+ETL_ROWS = Counter("polyshop_etl_rows_total", "Rows written into the analytical copy", ["table"])
+
+# Limits (app/middleware/ratelimit.py)
+RATE_LIMIT_REJECTIONS = Counter(
+    "polyshop_ratelimit_rejections_total",
+    "Requests refused with 429, by the bucket that refused: address or key",
+    ["bucket"],
+)
+RATE_LIMIT_ERRORS = Counter(
+    "polyshop_ratelimit_errors_total",
+    "Requests let through unlimited (fail open): redis (the check failed) or skipped "
+    "(Redis failed moments ago)",
+    ["reason"],
+)

@@ -21,42 +21,118 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
-    environment: Literal["development", "test", "production"] = "development"
+    environment: Literal["development", "test", "production"] = Field(
+        "development", description="production refuses dev secrets and logs JSON"
+    )
     service_name: str = Field("polyshop-api", description="application_name seen by Postgres")
 
     # PostgreSQL: the source of truth
-    database_url: str = "postgresql://polyshop@127.0.0.1:55432/polyshop"
-    database_schema: str = Field("public", pattern=r"^[a-z_][a-z0-9_]*$")
-    database_pool_min: int = 1
-    database_pool_max: int = 10
-    database_statement_timeout_ms: int = 15_000
+    database_url: str = Field(
+        "postgresql://polyshop@127.0.0.1:55432/polyshop", description="the source of truth"
+    )
+    database_schema: str = Field(
+        "public", pattern=r"^[a-z_][a-z0-9_]*$", description="schema holding the tables"
+    )
+    database_pool_min: int = Field(1, ge=0, description="connections kept open per process")
+    database_pool_max: int = Field(10, ge=1, description="connections at most per process")
+    database_statement_timeout_ms: int = Field(15_000, gt=0, description="per statement")
 
     # Redis: read cache
-    redis_url: str = "redis://127.0.0.1:56379/0"
-    redis_prefix: str = "polyshop:"
-    redis_timeout_s: float = 0.5
-    cache_ttl_s: int = 300
-    cache_ttl_jitter: float = Field(0.1, ge=0, le=1)
+    redis_url: str = Field("redis://127.0.0.1:56379/0", description="read cache, rate limits")
+    redis_prefix: str = Field("polyshop:", description="prefix of every Redis key")
+    redis_timeout_s: float = Field(0.5, gt=0, description="connect and socket timeout")
+    cache_ttl_s: int = Field(300, gt=0, description="product cache entry lifetime")
+    cache_ttl_jitter: float = Field(0.1, ge=0, le=1, description="+/- fraction of the TTL")
+    cache_enabled: bool = Field(True, description="false: product reads skip Redis (benchmarks)")
+    cache_lease_ms: int = Field(2000, gt=0, description="cold-key lease: one replica loads")
+    cache_lease_wait_ms: int = Field(1000, ge=0, description="how long others wait for it")
+    cache_breaker_threshold: int = Field(5, ge=1, description="Redis failures that open it")
+    cache_breaker_open_s: float = Field(5.0, gt=0, description="open time before a probe")
+    bench_routes: bool = Field(False, description="hidden routes used by bench/ only")
+
+    # Outbox relay (worker)
+    outbox_batch_size: int = Field(200, ge=1, le=10_000)
+    outbox_max_attempts: int = Field(10, ge=1, description="then the event is dead-lettered")
+    outbox_backoff_s: float = Field(1.0, gt=0, description="first retry delay, doubled each time")
+    outbox_poll_s: float = Field(5.0, gt=0, description="fallback poll when no NOTIFY arrives")
 
     # Search engine
-    search_engine: Literal["opensearch", "elasticsearch"] = "opensearch"
-    search_url: str = "http://127.0.0.1:59201"
-    search_index_prefix: str = Field("polyshop", pattern=r"^[a-z0-9_-]+$")
-    search_timeout_s: float = 5.0
+    search_engine: Literal["opensearch", "elasticsearch"] = Field(
+        "opensearch", description="which client and engine"
+    )
+    search_url: str = Field("http://127.0.0.1:59201", description="engine HTTP endpoint")
+    search_index_prefix: str = Field(
+        "polyshop", pattern=r"^[a-z0-9_-]+$", description="prefix of index and alias names"
+    )
+    search_timeout_s: float = Field(5.0, gt=0, description="per request to the engine")
 
     # MinIO / S3: product images
-    s3_endpoint: str = "127.0.0.1:59000"
-    s3_access_key: str = "polyshop"
-    s3_secret_key: SecretStr = SecretStr(DEV_S3_SECRET)
-    s3_secure: bool = False
-    s3_bucket: str = Field("polyshop-images", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-    s3_region: str = "us-east-1"
+    s3_endpoint: str = Field("127.0.0.1:59000", description="MinIO/S3 host:port")
+    s3_access_key: str = Field("polyshop", description="MinIO/S3 access key")
+    s3_secret_key: SecretStr = Field(SecretStr(DEV_S3_SECRET), description="MinIO/S3 secret")
+    s3_secure: bool = Field(False, description="use HTTPS to reach MinIO/S3")
+    s3_bucket: str = Field(
+        "polyshop-images",
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="bucket of product images (created at startup)",
+    )
+    s3_region: str = Field("us-east-1", description="S3 region name")
+
+    # Product images (storage/image_*.py, app/images/)
+    image_max_bytes: int = Field(10 * 1024 * 1024, gt=0, description="multipart upload limit")
+    image_direct_max_bytes: int = Field(100 * 1024 * 1024, gt=0, description="presigned limit")
+    image_max_pixels: int = Field(40_000_000, gt=0, description="decompression-bomb guard")
+    image_rendition_widths: list[int] = Field(default_factory=lambda: [200, 800])
+    image_renditions: Literal["inline", "worker"] = Field(
+        "inline", description="make renditions in the upload request, or later in the worker"
+    )
+    image_renditions_poll_s: float = Field(1.0, gt=0, description="worker: look for work")
+    image_url_mode: Literal["presigned", "public"] = "presigned"
+    image_public_base_url: str = Field("", description="CDN in front of a public-read bucket")
+    image_url_expiry_s: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    image_upload_expiry_s: int = Field(900, ge=60, description="presigned PUT validity")
+    image_gc_grace_s: float = Field(3600, ge=0, description="orphan blobs younger stay")
+    image_gc_interval_s: float = Field(600, gt=0)
 
     # DuckDB analytical copy
-    duckdb_path: Path = Path(".devstack/data/analytics/polyshop.duckdb")
+    duckdb_path: Path = Field(
+        Path(".devstack/data/analytics/polyshop.duckdb"), description="analytical copy"
+    )
+
+    # ETL Postgres -> DuckDB (etl/) and the SQL sandbox (analytics/)
+    etl_cron: str = Field("*/15 * * * *", description="when the worker runs the ETL")
+    etl_schedule_enabled: bool = True
+    etl_tables: Literal["shop", "tpch"] = "shop"
+    etl_snapshot_grace_s: float = 300.0
+    etl_threads: int = 2
+    etl_memory_limit: str = "1GB"
+    etl_test_pause_s: float = Field(0.0, description="test hook: sleep after each table")
+    analytics_query_timeout_s: float = 10.0
+    analytics_max_rows: int = 10_000
+    analytics_memory_limit: str = "512MB"
+    analytics_threads: int = 2
+
+    # Limits (app/middleware/): token buckets in Redis, shared by every API replica
+    rate_limit_enabled: bool = Field(True, description="false: no rate limiting (benchmarks)")
+    rate_limit_key_capacity: int = Field(1200, ge=1, description="burst per API key")
+    rate_limit_key_per_s: float = Field(600.0, gt=0, description="refill per API key")
+    rate_limit_address_capacity: int = Field(2400, ge=1, description="burst per client address")
+    rate_limit_address_per_s: float = Field(1200.0, gt=0, description="refill per address")
+    rate_limit_fail_open_s: float = Field(
+        5.0, ge=0, description="Redis failed: requests pass unlimited for this long"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="addresses/CIDRs whose X-Forwarded-For is believed (nginx)",
+    )
+    max_body_bytes: int = Field(1024 * 1024, gt=0, description="request body limit (JSON)")
+    access_log: bool = Field(True, description="one structured log line per request")
+    worker_metrics_port: int = Field(9101, ge=0, description="worker /metrics port; 0: off")
 
     # API keys are stored as HMAC-SHA256(pepper, key)
-    api_key_pepper: SecretStr = SecretStr(DEV_KEY_PEPPER)
+    api_key_pepper: SecretStr = Field(
+        SecretStr(DEV_KEY_PEPPER), description="HMAC key for stored API-key hashes"
+    )
 
     @model_validator(mode="after")
     def _no_dev_secrets_in_production(self) -> Settings:

@@ -7,5 +7,8 @@ from typing import Any
 
 import typer
 
-COMMAND_GROUPS: dict[str, typer.Typer] = {}
-COMMANDS: list[Callable[..., Any]] = []
+from app.commands.keys import keys
+from app.commands.seed import seed
+
+COMMAND_GROUPS: dict[str, typer.Typer] = {"keys": keys}
+COMMANDS: list[Callable[..., Any]] = [seed]

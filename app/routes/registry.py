@@ -4,4 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-ROUTERS: list[APIRouter] = []
+from app.routes import orders, products
+
+ROUTERS: list[APIRouter] = [
+    products.router,
+    products.bench_router,
+    orders.router,
+]

@@ -1,0 +1,88 @@
+"""`polyshop seed`: sample data for a fresh install (see storage/seed.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from app.settings import get_settings
+from storage import seed as seeding
+from storage.postgres import connect_kwargs
+
+
+class _RichProgress:
+    """One bar per stage (products, customers, orders)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+
+    def start(self, stage: str, total: int) -> None:
+        self.tasks[stage] = self.progress.add_task(stage, total=total)
+
+    def advance(self, stage: str, n: int) -> None:
+        self.progress.advance(self.tasks[stage], n)
+
+
+def seed(
+    products: Annotated[int, typer.Option(min=0, help="catalog size (1_000_000 works)")] = 10_000,
+    customers: Annotated[int, typer.Option(min=0)] = 2_000,
+    orders: Annotated[int, typer.Option(min=0, help="spread over the last 365 days")] = 20_000,
+    if_empty: Annotated[
+        bool, typer.Option("--if-empty", help="do nothing if there are products already")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="random seed: the same seed, the same data")] = 42,
+) -> None:
+    """Load a realistic sample catalog, customers and a year of orders.
+
+    COPY in one transaction. Writes no outbox events: rebuild the search index and the
+    analytical copy with their own commands afterwards."""
+    settings = get_settings()
+    console = Console(stderr=True)
+    with (
+        psycopg.connect(
+            settings.database_url,
+            **connect_kwargs(
+                schema=settings.database_schema,
+                application_name="polyshop-seed",
+                statement_timeout_ms=0,  # a 1M-row load outlives the API's request timeout
+            ),
+        ) as conn,
+        Progress(
+            TextColumn("{task.description:>9}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        ) as bar,
+    ):
+        result = seeding.seed(
+            conn,
+            products=products,
+            customers=customers,
+            orders=orders,
+            seed=seed,
+            if_empty=if_empty,
+            progress=_RichProgress(bar),
+        )
+    if result.skipped:
+        typer.echo("products exist already: nothing seeded (--if-empty)")
+        return
+    typer.echo(
+        f"seeded {result.products} products, {result.customers} customers,"
+        f" {result.orders} orders ({result.order_lines} lines) into {settings.database_schema}"
+    )

@@ -1,0 +1,287 @@
+"""Orders API: place (idempotent, Stripe style), list, read, cancel, move along.
+
+`POST /orders` needs an `Idempotency-Key` header. The first response to a key (success
+or a refusal such as 409 out of stock) is stored and replayed byte for byte to every
+retry with the same key, marked `Idempotent-Replayed: true`; a retry that arrives while
+the first request still runs waits for it (on any replica) and then replays it. The same
+key with a different body is a 422. Keys are scoped to the customer.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
+from psycopg_pool import PoolTimeout
+
+from app.auth import CustomerDep, PrincipalDep, WarehouseDep
+from app.deps import StoresDep
+from app.problems import PROBLEM_JSON, Conflict, Forbidden, NotFound, Problem, problem_response
+from app.routes.products import get_product_cache
+from app.schemas.orders import MAX_ID, OrderIn, OrderOut, OrderPage, TransitionIn
+from app.stores import Stores
+from storage import idempotency, orders
+from storage.errors import StoreUnavailable
+
+router = APIRouter(tags=["orders"])
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+OrderId = Annotated[int, Path(ge=1, le=MAX_ID, description="order id")]
+
+
+class BadRequest(Problem):
+    status, title = 400, "Bad Request"
+
+
+class Unprocessable(Problem):
+    status, title = 422, "Unprocessable Content"
+
+
+@contextlib.asynccontextmanager
+async def _transaction(stores: Stores) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """One Postgres transaction; a Postgres that cannot be reached is a 503, not a 500."""
+    try:
+        async with stores.pg.connection() as conn, conn.transaction():
+            yield conn
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        raise StoreUnavailable("postgres", type(exc).__name__) from exc
+
+
+def _idempotency_key(value: str | None) -> str:
+    key = (value or "").strip()
+    if not key or len(key) > MAX_KEY_LENGTH:
+        reason = "is required" if not key else f"must be at most {MAX_KEY_LENGTH} characters"
+        raise BadRequest(
+            f"the {IDEMPOTENCY_HEADER} header {reason}",
+            errors=[{"field": IDEMPOTENCY_HEADER, "location": "header", "message": reason}],
+        )
+    return key
+
+
+def _refusal(exc: orders.OrderError) -> Problem:
+    """The 4xx answering a request the data does not allow."""
+    if isinstance(exc, orders.UnknownProduct):
+        return Unprocessable(str(exc), field="items.product_id", product_id=exc.product_id)
+    if isinstance(exc, orders.InsufficientStock):
+        return Conflict(str(exc), product_id=exc.product_id, sku=exc.sku, available=exc.available)
+    if isinstance(exc, orders.ProductNotForSale):
+        return Conflict(str(exc), product_id=exc.product_id, sku=exc.sku)
+    if isinstance(exc, orders.TotalTooLarge):
+        return Unprocessable(str(exc), field="items")
+    if isinstance(exc, orders.MixedCurrencies):
+        return Unprocessable(str(exc), field="items", currencies=exc.currencies)
+    if isinstance(exc, orders.IllegalTransition):
+        return Conflict(str(exc), field="status", current=exc.current)
+    return Unprocessable(str(exc))
+
+
+def _order_json(order: orders.Order) -> bytes:
+    return OrderOut.of(order).model_dump_json().encode()
+
+
+@router.post(
+    "/orders",
+    status_code=201,
+    response_model=OrderOut,
+    summary="Place an order (idempotent: send an Idempotency-Key header)",
+    responses={
+        400: {"description": "Idempotency-Key header missing or too long"},
+        409: {"description": "not enough stock (names the product), or not for sale"},
+        422: {
+            "description": "invalid body, unknown product, mixed currencies, or the "
+            "Idempotency-Key was used with a different body"
+        },
+    },
+)
+async def place_order(
+    request: Request,
+    order_in: OrderIn,
+    stores: StoresDep,
+    principal: CustomerDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=IDEMPOTENCY_HEADER,
+            description="unique per order attempt; retries reuse it (max 255 characters)",
+        ),
+    ] = None,
+) -> Response:
+    key = _idempotency_key(idempotency_key)
+    assert principal.customer_id is not None  # the customer role always has one
+    scope = f"customer:{principal.customer_id}"
+    fingerprint = idempotency.fingerprint("POST", "/orders", order_in.model_dump(mode="json"))
+    async with _transaction(stores) as conn:
+        earlier = await idempotency.begin(conn, principal=scope, key=key, request_hash=fingerprint)
+        if earlier is not None:
+            if not earlier.same_request:
+                raise Unprocessable(
+                    f"this {IDEMPOTENCY_HEADER} was already used with a different request",
+                    field=IDEMPOTENCY_HEADER,
+                )
+            if earlier.response is None:  # not written by this code; be safe
+                raise Conflict(
+                    "a request with this Idempotency-Key is in progress",
+                    headers={"Retry-After": "1"},
+                    field=IDEMPOTENCY_HEADER,
+                )
+            return _replay(earlier.response)
+        try:
+            async with conn.transaction():  # a savepoint: a refusal undoes only the order
+                placed = await orders.place(
+                    conn,
+                    customer_id=principal.customer_id,
+                    items=[(i.product_id, i.quantity) for i in order_in.items],
+                )
+            order = placed.order
+            stock_moved = placed.product_versions
+            stored = idempotency.StoredResponse(
+                status=201,
+                headers={"content-type": "application/json", "location": f"/orders/{order.id}"},
+                body=_order_json(order),
+            )
+        except orders.OrderError as exc:
+            stock_moved = []
+            problem = _refusal(exc)
+            rendered = problem_response(
+                request, problem.status, problem.title, problem.detail, None, **problem.extra
+            )
+            stored = idempotency.StoredResponse(
+                status=problem.status,
+                headers={"content-type": PROBLEM_JSON},
+                body=bytes(rendered.body),
+            )
+        await idempotency.complete(conn, principal=scope, key=key, response=stored)
+    await _invalidate_products(request, stock_moved)
+    return Response(content=stored.body, status_code=stored.status, headers=stored.headers)
+
+
+def _replay(stored: idempotency.StoredResponse) -> Response:
+    return Response(
+        content=stored.body,
+        status_code=stored.status,
+        headers={**stored.headers, "idempotent-replayed": "true"},
+    )
+
+
+def _encode_cursor(order: orders.Order) -> str:
+    raw = f"{order.created_at.isoformat()}|{order.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, _, order_id = raw.partition("|")
+        parsed = (datetime.fromisoformat(created), int(order_id))
+        if parsed[0].tzinfo is None or not 1 <= parsed[1] <= MAX_ID:
+            raise ValueError("out of range")
+        return parsed
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise Unprocessable(
+            "cursor is not one this API handed out",
+            errors=[{"field": "cursor", "location": "query", "message": "invalid cursor"}],
+        ) from exc
+
+
+@router.get(
+    "/orders",
+    response_model=OrderPage,
+    summary="Order history, newest first (customers: their own; warehouse, admin: all)",
+)
+async def list_orders(
+    stores: StoresDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    customer_id: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="warehouse and admin only: one customer")
+    ] = None,
+) -> OrderPage:
+    if principal.role == "customer":
+        if customer_id is not None and customer_id != principal.customer_id:
+            raise Forbidden("customers see only their own orders")
+        customer_id = principal.customer_id
+    after = _decode_cursor(cursor) if cursor else None
+    async with _transaction(stores) as conn:
+        page = await orders.history(conn, customer_id=customer_id, after=after, limit=limit + 1)
+    more = len(page) > limit
+    page = page[:limit]
+    return OrderPage(
+        items=[OrderOut.of(o) for o in page],
+        next_cursor=_encode_cursor(page[-1]) if more else None,
+    )
+
+
+@router.get("/orders/{order_id}", response_model=OrderOut, summary="One order")
+async def get_order(order_id: OrderId, stores: StoresDep, principal: PrincipalDep) -> OrderOut:
+    async with _transaction(stores) as conn:
+        order = await orders.get(conn, order_id)
+    # another customer's order is answered like a missing one: ids leak nothing
+    if order is None or (
+        principal.role == "customer" and order.customer_id != principal.customer_id
+    ):
+        raise NotFound(f"no order {order_id}")
+    return OrderOut.of(order)
+
+
+@router.delete(
+    "/orders/{order_id}",
+    response_model=OrderOut,
+    summary="Cancel an order (owner or admin); gives its stock back",
+    responses={409: {"description": "the order has shipped"}},
+)
+async def cancel_order(
+    order_id: OrderId, request: Request, stores: StoresDep, principal: PrincipalDep
+) -> OrderOut:
+    if principal.role not in ("customer", "admin"):
+        raise Forbidden("this needs the role customer or admin")
+    owner = principal.customer_id if principal.role == "customer" else None
+    return await _change(request, stores, order_id, "cancelled", owner)
+
+
+@router.post(
+    "/orders/{order_id}/transitions",
+    response_model=OrderOut,
+    summary="Move an order along: pending -> paid -> shipped (warehouse or admin)",
+    responses={409: {"description": "the order's status does not allow that"}},
+)
+async def transition_order(
+    order_id: OrderId,
+    request: Request,
+    stores: StoresDep,
+    principal: WarehouseDep,
+    transition: Annotated[TransitionIn, Body()],
+) -> OrderOut:
+    return await _change(request, stores, order_id, transition.status, None)
+
+
+async def _change(
+    request: Request, stores: Stores, order_id: int, target: orders.Status, owner: int | None
+) -> OrderOut:
+    try:
+        async with _transaction(stores) as conn:
+            result = await orders.change_status(conn, order_id, target, customer_id=owner)
+    except orders.OrderError as exc:
+        raise _refusal(exc) from exc
+    if result is None:
+        raise NotFound(f"no order {order_id}")
+    await _invalidate_products(request, result.product_versions)
+    return OrderOut.of(result.order)
+
+
+async def _invalidate_products(request: Request, versions: list[tuple[int, int]]) -> None:
+    """After the commit, before answering: a product read after this response shows the
+    new stock (read-your-writes through the cache). Best effort; the outbox relay
+    applies the same invalidation if Redis misses it."""
+    if not versions:
+        return
+    cache = get_product_cache(request)
+    for product_id, version in versions:
+        await cache.invalidate(product_id, version)

@@ -1,0 +1,302 @@
+"""Catalog API: products CRUD with optimistic concurrency and a cached single-product read.
+
+Concurrency: every response carries `ETag: "<version>"`. PATCH and DELETE honour
+`If-Match`; a mismatch, or losing the race to a concurrent writer, answers 412. Without
+`If-Match` the last writer wins (each write still gets its own version and event).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Annotated, Any
+
+import psycopg
+import psycopg_pool
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import Path as PathParam
+
+from app.auth import AdminDep
+from app.cache_consumer import build_product_cache
+from app.deps import StoresDep, get_stores
+from app.problems import Conflict, NotFound, PreconditionFailed, Problem
+from app.schemas.products import (
+    MAX_PRICE,
+    ProductIn,
+    ProductOut,
+    ProductPage,
+    ProductPatch,
+    Status,
+    price_to_minor,
+)
+from storage import products
+from storage.errors import StoreUnavailable
+from storage.product_cache import Entry, ProductCache
+
+router = APIRouter(prefix="/products", tags=["products"])
+bench_router = APIRouter(include_in_schema=False)
+
+MAX_PAGE = 200
+BIGINT_MAX = 2**63 - 1
+
+ProductId = Annotated[int, PathParam(ge=1, le=BIGINT_MAX, description="product id")]
+IfMatch = Annotated[
+    str | None,
+    Header(description='`"<version>"` from the ETag; 412 if the product has moved on'),
+]
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such product (or deleted)"}}
+_PRECONDITION: dict[int | str, dict[str, Any]] = {
+    412: {"description": "If-Match does not match the current version"}
+}
+
+
+def get_product_cache(request: Request) -> ProductCache:
+    """The process's product cache, made on first use (it holds per-process state:
+    the single-flight table and the circuit breaker)."""
+    cache: ProductCache | None = getattr(request.app.state, "product_cache", None)
+    if cache is None:
+        cache = build_product_cache(get_stores(request))
+        request.app.state.product_cache = cache
+    return cache
+
+
+@contextlib.contextmanager
+def _postgres_errors() -> Iterator[None]:
+    try:
+        yield
+    except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+        raise StoreUnavailable("postgres", str(exc).splitlines()[0] if str(exc) else "") from exc
+
+
+@contextlib.contextmanager
+def _write_errors(product_id: int | None = None) -> Iterator[None]:
+    with _postgres_errors():
+        try:
+            yield
+        except products.DuplicateSku as exc:
+            raise Conflict(
+                f"sku {exc.sku!r} is already used by another product", field="sku"
+            ) from exc
+        except products.ProductNotFound as exc:
+            raise NotFound(f"product {exc.product_id} not found") from exc
+        except products.VersionMismatch as exc:
+            raise PreconditionFailed(
+                f"product {exc.product_id} is at version {exc.current}",
+                current_etag=_etag(exc.current),
+            ) from exc
+
+
+def _etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def _body(product: products.Product) -> bytes:
+    return ProductOut.of(product).model_dump_json().encode()
+
+
+def _respond(entry: Entry, status: int = 200, **headers: str) -> Response:
+    return Response(
+        entry.body,
+        status_code=status,
+        media_type="application/json",
+        headers={"ETag": _etag(entry.version), **headers},
+    )
+
+
+def _expected_version(if_match: str | None) -> int | None:
+    """The version named by If-Match (None: no precondition). `*` only needs the product
+    to exist. A list or an unknown tag cannot match a current version: 412."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    tag = if_match.strip().removeprefix("W/")
+    if len(tag) >= 3 and tag[0] == tag[-1] == '"' and tag[1:-1].isdigit():
+        version = int(tag[1:-1])
+        if version <= BIGINT_MAX:
+            return version
+    raise PreconditionFailed(f"If-Match {if_match!r} names no version of this product")
+
+
+def _invalid(field: str, message: str) -> Problem:
+    return Problem(
+        f"invalid input: {field}",
+        status=422,
+        title="Unprocessable Content",
+        errors=[{"field": field, "location": "body", "message": message}],
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ProductOut,
+    summary="Create a product (admin)",
+    responses={409: {"description": "a live product already has this sku"}},
+)
+async def create_product(body: ProductIn, _admin: AdminDep, stores: StoresDep) -> Response:
+    with _write_errors():
+        async with stores.pg.connection() as conn, conn.transaction():
+            product = await products.create(conn, body.to_row())
+    # No cache invalidation needed: absent products are never cached.
+    return _respond(Entry(product.version, _body(product)), 201, Location=f"/products/{product.id}")
+
+
+@router.get(
+    "/{product_id}",
+    response_model=ProductOut,
+    summary="One product (public, cached)",
+    responses={**_NOT_FOUND, 304: {"description": "If-None-Match matches"}},
+)
+async def get_product(
+    product_id: ProductId,
+    stores: StoresDep,
+    request: Request,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    async def load() -> Entry | None:
+        with _postgres_errors():
+            async with stores.pg.connection() as conn:
+                product = await products.get(conn, product_id)
+        return None if product is None else Entry(product.version, _body(product))
+
+    if stores.settings.cache_enabled:
+        entry = await get_product_cache(request).get_or_load(product_id, load)
+    else:
+        entry = await load()
+    if entry is None:
+        raise NotFound(f"product {product_id} not found")
+    etag = _etag(entry.version)
+    if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
+        return Response(status_code=304, headers={"ETag": etag})
+    return _respond(entry)
+
+
+@router.patch(
+    "/{product_id}",
+    response_model=ProductOut,
+    summary="Change some fields of a product (admin)",
+    description="Honours `If-Match`; without it the last writer wins.",
+    responses={**_NOT_FOUND, **_PRECONDITION, 409: {"description": "sku taken"}},
+)
+async def update_product(
+    product_id: ProductId,
+    body: ProductPatch,
+    _admin: AdminDep,
+    stores: StoresDep,
+    request: Request,
+    if_match: IfMatch = None,
+) -> Response:
+    if nulls := body.null_fields():
+        raise _invalid(", ".join(nulls), "null is not allowed; omit the field to keep it")
+    changes = body.to_changes()
+    if not changes:
+        raise _invalid("body", "no field to change")
+    expected = _expected_version(if_match)
+    with _write_errors():
+        async with stores.pg.connection() as conn, conn.transaction():
+            product = await products.update(conn, product_id, changes, expected_version=expected)
+    # After the commit, before answering: read-your-writes through the cache.
+    await get_product_cache(request).invalidate(product.id, product.version)
+    return _respond(Entry(product.version, _body(product)))
+
+
+@router.delete(
+    "/{product_id}",
+    status_code=204,
+    summary="Delete a product (admin; soft delete)",
+    responses={**_NOT_FOUND, **_PRECONDITION},
+)
+async def delete_product(
+    product_id: ProductId,
+    _admin: AdminDep,
+    stores: StoresDep,
+    request: Request,
+    if_match: IfMatch = None,
+) -> Response:
+    expected = _expected_version(if_match)
+    with _write_errors():
+        async with stores.pg.connection() as conn, conn.transaction():
+            version = await products.delete(conn, product_id, expected_version=expected)
+    await get_product_cache(request).invalidate(product_id, version)
+    return Response(status_code=204)
+
+
+@router.get(
+    "",
+    response_model=ProductPage,
+    summary="List products (public; keyset pagination by id)",
+)
+async def list_products(
+    stores: StoresDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    category: Annotated[
+        str | None, Query(max_length=500, description="path prefix, e.g. `Furniture/Chairs`")
+    ] = None,
+    brand: Annotated[str | None, Query(max_length=300)] = None,
+    min_price: Annotated[Decimal | None, Query(ge=0, le=MAX_PRICE, decimal_places=2)] = None,
+    max_price: Annotated[Decimal | None, Query(ge=0, le=MAX_PRICE, decimal_places=2)] = None,
+    status: Status | None = None,
+) -> ProductPage:
+    where = products.ProductFilter(
+        category=category,
+        brand=brand,
+        min_price_minor=None if min_price is None else price_to_minor(min_price),
+        max_price_minor=None if max_price is None else price_to_minor(max_price),
+        status=status,
+    )
+    with _postgres_errors():
+        async with stores.pg.connection() as conn:
+            page = await products.list_page(
+                conn, after_id=_decode_cursor(cursor), limit=limit + 1, where=where
+            )
+    more = len(page) > limit
+    page = page[:limit]
+    return ProductPage(
+        items=[ProductOut.of(p) for p in page],
+        next_cursor=_encode_cursor(page[-1].id) if more else None,
+    )
+
+
+def _encode_cursor(last_id: int) -> str:
+    raw = json.dumps({"after": last_id}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        data: Any = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        after = data["after"]
+        if isinstance(after, int) and not isinstance(after, bool) and 0 <= after <= BIGINT_MAX:
+            return after
+    except (ValueError, TypeError, KeyError, binascii.Error):
+        pass
+    raise Problem(
+        "invalid input: cursor",
+        status=422,
+        title="Unprocessable Content",
+        errors=[{"field": "cursor", "location": "query", "message": "not a cursor we issued"}],
+    )
+
+
+@bench_router.get("/_bench/bare/{product_id}")
+async def bench_bare(product_id: ProductId, stores: StoresDep, request: Request) -> Response:
+    """Benchmark baseline: the same bytes as GET /products/{id}, from process memory.
+    Exists only with `bench_routes=true`."""
+    if not stores.settings.bench_routes:
+        raise NotFound()
+    memo: dict[int, Entry] = request.app.state.__dict__.setdefault("bench_bare", {})
+    entry = memo.get(product_id)
+    if entry is None:
+        async with stores.pg.connection() as conn:
+            product = await products.get(conn, product_id)
+        if product is None:
+            raise NotFound(f"product {product_id} not found")
+        entry = memo[product_id] = Entry(product.version, _body(product))
+    return _respond(entry)

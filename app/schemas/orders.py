@@ -1,0 +1,97 @@
+"""Request and response models of the orders API. Money leaves the API as decimal
+strings ("199.99"): prices are kept in minor units with two decimals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from storage.orders import Order
+
+MAX_ID = 2**63 - 1  # Postgres bigint
+MAX_LINES = 100
+MAX_QUANTITY = 10_000
+
+
+def format_minor(minor: int) -> str:
+    """Minor units as a decimal string with two decimals: 19999 -> "199.99"."""
+    sign = "-" if minor < 0 else ""
+    whole, cents = divmod(abs(minor), 100)
+    return f"{sign}{whole}.{cents:02d}"
+
+
+class OrderItemIn(BaseModel):
+    # strict: "5", 5.0 and true are not product ids or quantities
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    product_id: int = Field(ge=1, le=MAX_ID)
+    quantity: int = Field(ge=1, le=MAX_QUANTITY)
+
+
+class OrderIn(BaseModel):
+    """Lines naming the same product are merged (their quantities added); the order
+    lists its lines by product id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[OrderItemIn] = Field(min_length=1, max_length=MAX_LINES)
+
+
+class OrderLineOut(BaseModel):
+    product_id: int
+    sku: str
+    name: str
+    quantity: int
+    unit_price: str = Field(description="price of one unit when the order was placed")
+    line_total: str
+
+
+class OrderOut(BaseModel):
+    id: int
+    customer_id: int
+    status: Literal["pending", "paid", "shipped", "cancelled"]
+    items: list[OrderLineOut]
+    total: str
+    currency: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, order: Order) -> OrderOut:
+        return cls(
+            id=order.id,
+            customer_id=order.customer_id,
+            status=order.status,
+            items=[
+                OrderLineOut(
+                    product_id=line.product_id,
+                    sku=line.sku,
+                    name=line.name,
+                    quantity=line.quantity,
+                    unit_price=format_minor(line.unit_price_minor),
+                    line_total=format_minor(line.line_total_minor),
+                )
+                for line in order.lines
+            ],
+            total=format_minor(order.total_minor),
+            currency=order.currency,
+            version=order.version,
+            created_at=order.created_at,
+            updated_at=order.updated_at,
+        )
+
+
+class OrderPage(BaseModel):
+    items: list[OrderOut]
+    next_cursor: str | None = Field(
+        description="pass as `cursor` to get the next (older) page; null on the last page"
+    )
+
+
+class TransitionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["paid", "shipped"]

@@ -1,0 +1,63 @@
+"""Customers: the people who place orders. A customer API key points at one of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+
+
+@dataclass(frozen=True)
+class Customer:
+    id: int
+    email: str
+    name: str
+    country: str | None
+    created_at: datetime
+
+
+_COLUMNS = "id, email, name, country, created_at"
+
+
+def _customer(row: dict[str, Any]) -> Customer:
+    return Customer(
+        id=row["id"],
+        email=row["email"],
+        name=row["name"],
+        country=row["country"],
+        created_at=row["created_at"],
+    )
+
+
+async def create(
+    conn: AsyncConnection[Any], *, email: str, name: str, country: str | None = None
+) -> Customer:
+    """Insert a customer; an email already taken raises psycopg.errors.UniqueViolation."""
+    cur = await conn.execute(
+        f"INSERT INTO customers (email, name, country) VALUES (%s, %s, %s) RETURNING {_COLUMNS}",
+        (email, name, country),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return _customer(_as_dict(cur, row))
+
+
+async def get(conn: AsyncConnection[Any], customer_id: int) -> Customer | None:
+    cur = await conn.execute(f"SELECT {_COLUMNS} FROM customers WHERE id = %s", (customer_id,))
+    row = await cur.fetchone()
+    return None if row is None else _customer(_as_dict(cur, row))
+
+
+async def by_email(conn: AsyncConnection[Any], email: str) -> Customer | None:
+    cur = await conn.execute(f"SELECT {_COLUMNS} FROM customers WHERE email = %s", (email,))
+    row = await cur.fetchone()
+    return None if row is None else _customer(_as_dict(cur, row))
+
+
+def _as_dict(cur: Any, row: Any) -> dict[str, Any]:
+    """Rows as dicts whatever the connection's row factory (pool: dict_row; CLI: tuples)."""
+    if isinstance(row, dict):
+        return row
+    return {col.name: value for col, value in zip(cur.description, row, strict=True)}

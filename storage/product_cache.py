@@ -1,0 +1,346 @@
+"""Redis read cache of product responses: cache-aside, versioned, race- and stampede-safe.
+
+Keys (under the configured prefix), per product id:
+- `product:{id}`       the serialized response as `b"<version>\\n<body>"`, with a jittered TTL;
+- `product:{id}:floor` the highest version a writer has invalidated (the "version floor");
+- `product:{id}:lease` who is loading a cold key right now (other replicas wait for it).
+
+Stale-set race: a reader reads the floor BEFORE it reads Postgres and fills the cache only
+if, atomically (Lua), the floor is still the one it saw and its version is not below it. A
+write bumps the floor after its commit, so a reader that read the old row before the commit
+cannot put it back once the write has returned (design guarantee 3).
+
+Stampede: one load per key per process at a time (single flight, keyed by the floor seen,
+so a caller arriving after a write never joins a load begun before it), plus a short Redis
+lease so that other replicas poll the key briefly instead of all reading Postgres.
+
+Redis down: a circuit breaker (purgatory) opens after N consecutive failures; while open,
+reads go straight to Postgres without touching Redis, then one request probes it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from purgatory import AsyncCircuitBreakerFactory
+from purgatory.domain.model import OpenedState
+from purgatory.service._async.circuitbreaker import AsyncCircuitBreaker
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+CacheResult = Literal["hit", "miss", "error", "bypass"]
+BreakerState = Literal["closed", "opened", "half-opened"]
+CIRCUIT = "redis-product-cache"
+FLOOR_TTL_MS = 7 * 24 * 3600 * 1000  # must outlive every cached value; refreshed on writes
+POLL_INTERVAL_S = 0.02
+MAX_MISSED = 10_000
+
+# Fill only if no write has bumped the floor since the reader looked at it.
+_SET_IF_FRESH = """
+local floor = redis.call('GET', KEYS[2])
+if (floor or '') ~= ARGV[1] then return 0 end
+if floor and tonumber(ARGV[2]) < tonumber(floor) then return 0 end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+return 1
+"""
+
+# Raise the floor to the written version and drop any cached value older than it. An old
+# event replayed by the relay leaves a newer cached value alone.
+_INVALIDATE = """
+local v = tonumber(ARGV[1])
+local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
+if v > floor then
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+else
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local nl = string.find(cur, '\\n', 1, true)
+  local cv = nl and tonumber(string.sub(cur, 1, nl - 1))
+  if cv == nil or cv < v then redis.call('DEL', KEYS[1]) end
+end
+return 1
+"""
+
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_REDIS_FAILURES = (RedisError, OSError, TimeoutError)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cached response: the row version (the ETag) and the response body."""
+
+    version: int
+    body: bytes
+
+    def encode(self) -> bytes:
+        return b"%d\n%b" % (self.version, self.body)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Entry:
+        head, _, body = raw.partition(b"\n")
+        return cls(int(head), body)
+
+
+Loader = Callable[[], Awaitable[Entry | None]]
+
+
+def _noop_result(result: CacheResult) -> None:
+    return None
+
+
+def _noop_state(state: BreakerState) -> None:
+    return None
+
+
+class ProductCache:
+    """One per process (it holds the single-flight table and the breaker)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str,
+        ttl_s: int,
+        ttl_jitter: float,
+        lease_ms: int = 2000,
+        lease_wait_ms: int = 1000,
+        breaker_threshold: int = 5,
+        breaker_open_s: float = 5.0,
+        on_result: Callable[[CacheResult], None] = _noop_result,
+        on_breaker_state: Callable[[BreakerState], None] = _noop_state,
+    ) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+        self.ttl_jitter = ttl_jitter
+        self.lease_ms = lease_ms
+        self.lease_wait_ms = lease_wait_ms
+        self.breaker_open_s = breaker_open_s
+        self._on_result = on_result
+        self._on_breaker_state = on_breaker_state
+        self._breakers = AsyncCircuitBreakerFactory(
+            default_threshold=breaker_threshold, default_ttl=breaker_open_s
+        )
+        self._breakers.add_listener(self._breaker_event)
+        self._circuit: AsyncCircuitBreaker | None = None
+        self._inflight: dict[tuple[int, bytes | None], asyncio.Task[Entry | None]] = {}
+        # Invalidations this process could not apply (Redis down), re-applied before its
+        # next cache read: this replica never serves what it failed to invalidate, even
+        # before the outbox relay catches up. Bounded; past the bound the relay alone does.
+        self._missed: dict[int, int] = {}
+        self._set_if_fresh = redis.register_script(_SET_IF_FRESH)
+        self._invalidate = redis.register_script(_INVALIDATE)
+        self._release = redis.register_script(_RELEASE_LEASE)
+
+    # keys
+
+    def value_key(self, product_id: int) -> str:
+        return f"{self.prefix}product:{product_id}"
+
+    def floor_key(self, product_id: int) -> str:
+        return f"{self.prefix}product:{product_id}:floor"
+
+    def lease_key(self, product_id: int) -> str:
+        return f"{self.prefix}product:{product_id}:lease"
+
+    # reads
+
+    async def get_or_load(self, product_id: int, load: Loader) -> Entry | None:
+        """The cached entry, or `load()` (Postgres) on a miss, filling the cache safely.
+        None means the product does not exist (not cached: creation needs no invalidation)."""
+        try:
+            if self._missed:
+                await self._guarded(self._apply_missed())
+            raw, token = await self._guarded(self._read(product_id))
+        except _Bypass as bypass:
+            self._on_result(bypass.result)
+            return await load()
+        if raw is not None:
+            self._on_result("hit")
+            return Entry.decode(raw)
+        self._on_result("miss")
+        # Join only a load that saw the same floor: one started before a write that has
+        # since invalidated (floor moved) may return the old row, which this caller, coming
+        # after the write, must not get.
+        flight = (product_id, token)
+        task = self._inflight.get(flight)
+        if task is None:
+            task = asyncio.create_task(self._fill(product_id, token, load))
+            self._inflight[flight] = task
+            task.add_done_callback(lambda t: self._settled(flight, t))
+        # shield: one caller going away (client disconnect) must not cancel the others' load
+        return await asyncio.shield(task)
+
+    def _settled(self, flight: tuple[int, bytes | None], task: asyncio.Task[Entry | None]) -> None:
+        self._inflight.pop(flight, None)
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter may have gone (no "never retrieved")
+
+    async def _read(self, product_id: int) -> tuple[bytes | None, bytes | None]:
+        # One MGET: the value, and the floor a miss will need (cheaper than a pipeline).
+        raw, floor = await self.redis.mget(self.value_key(product_id), self.floor_key(product_id))
+        return _as_bytes(raw), _as_bytes(floor)
+
+    async def _fill(self, product_id: int, token: bytes | None, load: Loader) -> Entry | None:
+        lease = uuid.uuid4().hex
+        try:
+            got_lease = await self._guarded(
+                self.redis.set(self.lease_key(product_id), lease, nx=True, px=self.lease_ms)
+            )
+        except _Bypass:
+            return await load()
+        if not got_lease:
+            waited = await self._wait_for_other_replica(product_id)
+            if waited is not None:
+                return waited
+        else:
+            # Double check: the previous holder may have filled the key between our miss
+            # and our lease (its load finished in that window).
+            filled = await self._quietly(self.redis.get(self.value_key(product_id)))
+            if isinstance(filled, bytes):
+                await self._quietly(self._release(keys=[self.lease_key(product_id)], args=[lease]))
+                return Entry.decode(filled)
+        try:
+            entry = await load()
+            if entry is not None:
+                await self._store(product_id, token, entry)
+            return entry
+        finally:
+            if got_lease:
+                await self._quietly(self._release(keys=[self.lease_key(product_id)], args=[lease]))
+
+    async def _wait_for_other_replica(self, product_id: int) -> Entry | None:
+        """Another replica holds the lease: poll briefly for the value it will store."""
+        deadline = time.monotonic() + self.lease_wait_ms / 1000
+        while time.monotonic() < deadline:
+            await asyncio.sleep(POLL_INTERVAL_S)
+            try:
+                raw = await self._guarded(self.redis.get(self.value_key(product_id)))
+            except _Bypass:
+                return None
+            if isinstance(raw, bytes):
+                return Entry.decode(raw)
+        return None
+
+    async def _store(self, product_id: int, token: bytes | None, entry: Entry) -> bool:
+        ttl_ms = int(self.ttl_s * 1000 * (1 + random.uniform(-self.ttl_jitter, self.ttl_jitter)))
+        stored = await self._quietly(
+            self._set_if_fresh(
+                keys=[self.value_key(product_id), self.floor_key(product_id)],
+                args=[token or b"", entry.version, entry.encode(), max(ttl_ms, 1)],
+            )
+        )
+        return bool(stored)
+
+    async def store_if_fresh(self, product_id: int, token: bytes | None, entry: Entry) -> bool:
+        """Fill the cache with `entry` read after `token` (the floor) was seen; refused if a
+        write invalidated the product in between. Exposed for the race tests."""
+        return await self._store(product_id, token, entry)
+
+    async def read_floor(self, product_id: int) -> bytes | None:
+        floor = await self.redis.get(self.floor_key(product_id))
+        return floor if isinstance(floor, bytes) else None
+
+    # writes
+
+    async def invalidate(self, product_id: int, version: int) -> bool:
+        """Request path, after the commit: best effort (the outbox consumer retries it)."""
+        try:
+            await self._guarded(self._invalidate_many([(product_id, version)]))
+        except _Bypass as bypass:
+            self._on_result(bypass.result)
+            if product_id in self._missed or len(self._missed) < MAX_MISSED:
+                self._missed[product_id] = max(version, self._missed.get(product_id, 0))
+            return False
+        return True
+
+    async def _apply_missed(self) -> None:
+        missed = dict(self._missed)
+        await self._invalidate_many(missed.items())
+        for product_id, version in missed.items():
+            if self._missed.get(product_id) == version:
+                del self._missed[product_id]
+
+    async def invalidate_strict(self, changes: Iterable[tuple[int, int]]) -> None:
+        """Relay path: raises if Redis is down, so the events are retried later."""
+        await self._invalidate_many(changes)
+
+    async def _invalidate_many(self, changes: Iterable[tuple[int, int]]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for product_id, version in changes:
+                await self._invalidate(
+                    keys=[self.value_key(product_id), self.floor_key(product_id)],
+                    args=[version, FLOOR_TTL_MS],
+                    client=pipe,
+                )
+            await pipe.execute()
+
+    # breaker
+
+    async def breaker_state(self) -> BreakerState:
+        return (await self._breaker()).context.state
+
+    async def _breaker(self) -> AsyncCircuitBreaker:
+        if self._circuit is None:
+            self._circuit = await self._breakers.get_breaker(CIRCUIT)
+        return self._circuit
+
+    async def _guarded(self, op: Awaitable[T]) -> T:
+        """Run one Redis operation behind the breaker; raise _Bypass if it is open or failed."""
+        breaker = await self._breaker()
+        ctx = breaker.context
+        # Decide "open" ourselves: entering an open purgatory breaker re-raises one stored
+        # exception object, whose traceback then grows with every rejected call.
+        if ctx.state == "opened" and time.time() < (ctx.opened_at or 0) + ctx.ttl:
+            _close(op)
+            raise _Bypass("bypass")
+        try:
+            async with breaker:
+                return await op
+        except OpenedState as exc:
+            _close(op)
+            raise _Bypass("bypass") from exc
+        except _REDIS_FAILURES as exc:
+            raise _Bypass("error") from exc
+
+    async def _quietly(self, op: Awaitable[Any]) -> Any:
+        try:
+            return await self._guarded(op)
+        except _Bypass as bypass:
+            self._on_result(bypass.result)
+            return None
+
+    def _breaker_event(self, name: str, kind: str, event: Any) -> None:
+        if kind == "state_changed":
+            self._on_breaker_state(event.state)
+
+
+class _Bypass(Exception):
+    def __init__(self, result: CacheResult) -> None:
+        super().__init__(result)
+        self.result: CacheResult = result
+
+
+def _as_bytes(value: bytes | str | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
+
+
+def _close(op: Awaitable[Any]) -> None:
+    """An operation we decided not to run: close its coroutine (no 'never awaited')."""
+    close = getattr(op, "close", None)
+    if close is not None:
+        close()

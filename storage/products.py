@@ -1,0 +1,243 @@
+"""Products in Postgres: every write bumps the row `version` and records its outbox event
+in the caller's transaction, so derived stores (cache, search) follow the row exactly."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection, errors, sql
+from psycopg.types.json import Jsonb
+
+from storage import outbox
+from storage.errors import StorageError
+
+AGGREGATE = "product"
+UPSERTED = "product.upserted"
+DELETED = "product.deleted"
+
+# Primary-key reads per product id in this process. Tests use it to count Postgres
+# reads behind the cache (stampede protection); it costs one dict increment.
+READS_BY_ID: collections.Counter[int] = collections.Counter()
+
+WRITABLE = (
+    "sku",
+    "name",
+    "description",
+    "brand",
+    "category",
+    "price_minor",
+    "currency",
+    "stock",
+    "attributes",
+    "status",
+)
+
+_COLUMNS = (
+    "id, sku, name, description, brand, category, price_minor, currency, stock,"
+    " attributes, status, version, created_at, updated_at"
+)
+
+
+class ProductNotFound(StorageError):
+    def __init__(self, product_id: int) -> None:
+        super().__init__(f"product {product_id} not found")
+        self.product_id = product_id
+
+
+class DuplicateSku(StorageError):
+    def __init__(self, sku: str) -> None:
+        super().__init__(f"a live product already has sku {sku!r}")
+        self.sku = sku
+
+
+class VersionMismatch(StorageError):
+    """The row is not at the version the caller expected (If-Match lost)."""
+
+    def __init__(self, product_id: int, expected: int, current: int) -> None:
+        super().__init__(f"product {product_id} is at version {current}, not {expected}")
+        self.product_id = product_id
+        self.expected = expected
+        self.current = current
+
+
+@dataclass(frozen=True)
+class Product:
+    id: int
+    sku: str
+    name: str
+    description: str
+    brand: str
+    category: str
+    price_minor: int
+    currency: str
+    stock: int
+    attributes: dict[str, str]
+    status: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ProductFilter:
+    category: str | None = None  # a path prefix: "Furniture" matches "Furniture/Chairs"
+    brand: str | None = None
+    min_price_minor: int | None = None
+    max_price_minor: int | None = None
+    status: str | None = None
+
+
+def _product(row: Mapping[str, Any]) -> Product:
+    return Product(**{k: row[k] for k in Product.__dataclass_fields__})
+
+
+async def create(conn: AsyncConnection[Any], fields: Mapping[str, Any]) -> Product:
+    """Insert a product (inside the caller's transaction) and emit product.upserted."""
+    values = {k: fields[k] for k in WRITABLE if k in fields}
+    if "attributes" in values:
+        values["attributes"] = Jsonb(values["attributes"])
+    query = sql.SQL("INSERT INTO products ({cols}) VALUES ({vals}) RETURNING {ret}").format(
+        cols=sql.SQL(", ").join(sql.Identifier(k) for k in values),
+        vals=sql.SQL(", ").join(sql.Placeholder(k) for k in values),
+        ret=sql.SQL(_COLUMNS),
+    )
+    try:
+        async with conn.transaction():  # a savepoint: the caller's transaction survives a 409
+            cur = await conn.execute(query, values)
+    except errors.UniqueViolation as exc:
+        raise DuplicateSku(str(fields.get("sku"))) from exc
+    row = await cur.fetchone()
+    assert row is not None
+    product = _product(row)
+    await _emit(conn, product.id, UPSERTED, product.version)
+    return product
+
+
+async def get(conn: AsyncConnection[Any], product_id: int) -> Product | None:
+    """The live product, or None if it does not exist or is soft-deleted."""
+    READS_BY_ID[product_id] += 1
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM products WHERE id = %s AND deleted_at IS NULL", (product_id,)
+    )
+    row = await cur.fetchone()
+    return _product(row) if row else None
+
+
+async def update(
+    conn: AsyncConnection[Any],
+    product_id: int,
+    changes: Mapping[str, Any],
+    *,
+    expected_version: int | None = None,
+) -> Product:
+    """Apply `changes` and bump the version. With `expected_version`, the row must still be
+    at that version when its lock is taken: a concurrent writer that got there first makes
+    this one fail with VersionMismatch instead of silently overwriting it."""
+    values = {k: changes[k] for k in WRITABLE if k in changes}
+    if "attributes" in values:
+        values["attributes"] = Jsonb(values["attributes"])
+    sets: list[sql.Composable] = [
+        sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in values
+    ]
+    sets += [sql.SQL("version = version + 1"), sql.SQL("updated_at = now()")]
+    query = sql.SQL(
+        "UPDATE products SET {sets} WHERE id = %(id)s AND deleted_at IS NULL{guard} RETURNING {ret}"
+    ).format(
+        sets=sql.SQL(", ").join(sets),
+        guard=sql.SQL(" AND version = %(expected)s" if expected_version is not None else ""),
+        ret=sql.SQL(_COLUMNS),
+    )
+    params = {**values, "id": product_id, "expected": expected_version}
+    try:
+        async with conn.transaction():
+            cur = await conn.execute(query, params)
+    except errors.UniqueViolation as exc:
+        raise DuplicateSku(str(changes.get("sku"))) from exc
+    row = await cur.fetchone()
+    if row is None:
+        raise await _why_not_written(conn, product_id, expected_version)
+    product = _product(row)
+    await _emit(conn, product.id, UPSERTED, product.version)
+    return product
+
+
+async def delete(
+    conn: AsyncConnection[Any], product_id: int, *, expected_version: int | None = None
+) -> int:
+    """Soft-delete (order lines keep their product); returns the new version."""
+    guard = " AND version = %(expected)s" if expected_version is not None else ""
+    cur = await conn.execute(
+        "UPDATE products SET deleted_at = now(), updated_at = now(), version = version + 1"
+        f" WHERE id = %(id)s AND deleted_at IS NULL{guard} RETURNING version",
+        {"id": product_id, "expected": expected_version},
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise await _why_not_written(conn, product_id, expected_version)
+    version = int(row["version"])
+    await _emit(conn, product_id, DELETED, version)
+    return version
+
+
+async def list_page(
+    conn: AsyncConnection[Any],
+    *,
+    after_id: int | None,
+    limit: int,
+    where: ProductFilter,
+) -> list[Product]:
+    """Live products in id order after `after_id` (keyset pagination: no OFFSET scans)."""
+    clauses = ["deleted_at IS NULL"]
+    params: dict[str, Any] = {"limit": limit}
+    if after_id is not None:
+        clauses.append("id > %(after)s")
+        params["after"] = after_id
+    if where.category is not None:
+        clauses.append("(category = %(cat)s OR category LIKE %(cat_prefix)s)")
+        params["cat"] = where.category
+        params["cat_prefix"] = _like_escape(where.category.rstrip("/")) + "/%"
+    if where.brand is not None:
+        clauses.append("brand = %(brand)s")
+        params["brand"] = where.brand
+    if where.min_price_minor is not None:
+        clauses.append("price_minor >= %(min_price)s")
+        params["min_price"] = where.min_price_minor
+    if where.max_price_minor is not None:
+        clauses.append("price_minor <= %(max_price)s")
+        params["max_price"] = where.max_price_minor
+    if where.status is not None:
+        clauses.append("status = %(status)s")
+        params["status"] = where.status
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM products WHERE {' AND '.join(clauses)}"
+        " ORDER BY id LIMIT %(limit)s",
+        params,
+    )
+    return [_product(r) for r in await cur.fetchall()]
+
+
+async def _why_not_written(
+    conn: AsyncConnection[Any], product_id: int, expected_version: int | None
+) -> StorageError:
+    cur = await conn.execute(
+        "SELECT version FROM products WHERE id = %s AND deleted_at IS NULL", (product_id,)
+    )
+    row = await cur.fetchone()
+    if row is None or expected_version is None:
+        return ProductNotFound(product_id)
+    return VersionMismatch(product_id, expected_version, int(row["version"]))
+
+
+async def _emit(conn: AsyncConnection[Any], product_id: int, event_type: str, version: int) -> None:
+    # The payload stays empty: consumers re-read Postgres, the version guards the order.
+    await outbox.emit(
+        conn, aggregate=AGGREGATE, aggregate_id=product_id, event_type=event_type, version=version
+    )
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -1,0 +1,87 @@
+"""ProductCache logic that needs no running service: the entry format and the circuit
+breaker around a Redis that refuses connections."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from storage.cache import create_redis
+from storage.product_cache import BreakerState, CacheResult, Entry, ProductCache
+
+DEAD_REDIS = "redis://127.0.0.1:1/0"  # connection refused, immediately
+
+
+def test_entry_round_trip_keeps_newlines_in_the_body() -> None:
+    entry = Entry(42, b'{"description": "two\\nlines"}\n')
+    assert Entry.decode(entry.encode()) == entry
+    assert entry.encode().startswith(b"42\n")
+
+
+@pytest.fixture
+async def dead_redis() -> AsyncIterator[Redis]:
+    redis = create_redis(DEAD_REDIS, timeout_s=0.2)
+    yield redis
+    await redis.aclose()
+
+
+def make_cache(
+    redis: Redis, results: list[CacheResult], states: list[BreakerState]
+) -> ProductCache:
+    return ProductCache(
+        redis,
+        prefix="unit:",
+        ttl_s=60,
+        ttl_jitter=0.1,
+        breaker_threshold=2,
+        breaker_open_s=0.2,
+        on_result=results.append,
+        on_breaker_state=states.append,
+    )
+
+
+async def test_breaker_opens_after_threshold_and_skips_redis_while_open(
+    dead_redis: Redis,
+) -> None:
+    results: list[CacheResult] = []
+    states: list[BreakerState] = []
+    cache = make_cache(dead_redis, results, states)
+    loads = 0
+
+    async def load() -> Entry | None:
+        nonlocal loads
+        loads += 1
+        return Entry(1, b"{}")
+
+    for _ in range(5):
+        assert await cache.get_or_load(7, load) == Entry(1, b"{}")
+    assert loads == 5  # every read is served, from the loader (Postgres)
+    assert results == ["error", "error", "bypass", "bypass", "bypass"]
+    assert states == ["opened"]
+    assert await cache.breaker_state() == "opened"
+
+    await asyncio.sleep(0.25)  # open time over: the next call probes Redis, which fails
+    assert await cache.get_or_load(7, load) == Entry(1, b"{}")
+    assert states == ["opened", "half-opened", "opened"]
+    assert await cache.get_or_load(7, load) == Entry(1, b"{}")
+    assert results[-2:] == ["error", "bypass"]
+
+
+async def test_missed_invalidations_are_remembered_with_their_highest_version(
+    dead_redis: Redis,
+) -> None:
+    cache = make_cache(dead_redis, [], [])
+    assert not await cache.invalidate(3, 5)
+    assert not await cache.invalidate(3, 4)
+    assert not await cache.invalidate(9, 1)
+    assert cache._missed == {3: 5, 9: 1}
+
+
+async def test_relay_invalidation_raises_so_the_event_is_retried(dead_redis: Redis) -> None:
+    cache = make_cache(dead_redis, [], [])
+    with pytest.raises(RedisConnectionError):
+        await cache.invalidate_strict([(1, 2)])
