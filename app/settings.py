@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     cache_breaker_open_s: float = Field(5.0, gt=0, description="open time before a probe")
     bench_routes: bool = Field(False, description="hidden routes used by bench/ only")
 
+    idempotency_retention_h: float = Field(
+        24, gt=0, description="Idempotency-Key replay window (then purged by the worker)"
+    )
+
     # Outbox relay (worker)
     outbox_batch_size: int = Field(200, ge=1, le=10_000)
     outbox_max_attempts: int = Field(10, ge=1, description="then the event is dead-lettered")

@@ -8,7 +8,8 @@ from typing import Any
 import typer
 
 from app.commands.keys import keys
+from app.commands.search import search_cli
 from app.commands.seed import seed
 
-COMMAND_GROUPS: dict[str, typer.Typer] = {"keys": keys}
+COMMAND_GROUPS: dict[str, typer.Typer] = {"keys": keys, "search": search_cli}
 COMMANDS: list[Callable[..., Any]] = [seed]

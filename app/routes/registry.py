@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.routes import orders, products
+from app.routes import orders, products, search
 
 ROUTERS: list[APIRouter] = [
     products.router,
     products.bench_router,
     orders.router,
+    search.router,
 ]

@@ -1,0 +1,214 @@
+"""The one query DSL builder: pure functions from validated parameters to engine JSON.
+
+User text only ever goes into `multi_match`/`match_phrase`/`term`/`prefix` queries,
+which do not interpret operators, never into `query_string`. Deep pagination uses
+`search_after` with an opaque cursor (base64url of JSON: the sort name and the last
+hit's sort values).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+SortName = Literal["relevance", "price_asc", "price_desc", "newest", "rating"]
+SORTS: tuple[SortName, ...] = ("relevance", "price_asc", "price_desc", "newest", "rating")
+
+MAX_LIMIT = 100
+FACET_SIZE = 20
+SUGGEST_MAX = 20
+
+# Price facet buckets, in minor units (cents): under 25, 25-50, 50-100, ... 1000+.
+PRICE_BUCKET_EDGES_MINOR: tuple[int, ...] = (2_500, 5_000, 10_000, 25_000, 50_000, 100_000)
+
+# Field weights of the free-text query: a name match beats a brand or category match,
+# which beat a mention in the description or attributes.
+TEXT_FIELDS = (
+    "name^4",
+    "brand.text^2",
+    "category.text^1.5",
+    "description",
+    "attributes_text",
+)
+
+_SORT_CLAUSES: dict[SortName, list[dict[str, Any]]] = {
+    "relevance": [{"_score": "desc"}, {"id": "asc"}],
+    "price_asc": [{"price_minor": "asc"}, {"id": "asc"}],
+    "price_desc": [{"price_minor": "desc"}, {"id": "asc"}],
+    "newest": [{"created_at": "desc"}, {"id": "desc"}],
+    "rating": [{"rating": {"order": "desc", "missing": "_last"}}, {"id": "asc"}],
+}
+
+
+class InvalidCursor(ValueError):
+    """The cursor is not one this API produced for this sort order."""
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    q: str = ""
+    category: str | None = None
+    brands: tuple[str, ...] = ()
+    min_price_minor: int | None = None
+    max_price_minor: int | None = None
+    in_stock: bool | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    sort: SortName = "relevance"
+    limit: int = 20
+    search_after: Sequence[Any] | None = None
+
+
+def encode_cursor(sort: SortName, sort_values: Sequence[Any]) -> str:
+    raw = json.dumps({"s": sort, "a": list(sort_values)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: SortName) -> list[Any]:
+    """The search_after values of `cursor`; InvalidCursor if it is garbage or was made
+    for another sort order."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidCursor("cursor is not valid") from exc
+    if not isinstance(data, dict) or data.get("s") != sort:
+        raise InvalidCursor("cursor was made for another sort order")
+    values = data.get("a")
+    expected = len(_SORT_CLAUSES[sort])
+    if (
+        not isinstance(values, list)
+        or len(values) != expected
+        or not all(v is None or isinstance(v, int | float | str) for v in values)
+    ):
+        raise InvalidCursor("cursor is not valid")
+    return values
+
+
+def price_ranges() -> list[dict[str, Any]]:
+    edges = PRICE_BUCKET_EDGES_MINOR
+    ranges: list[dict[str, Any]] = [{"key": f"*-{edges[0]}", "to": edges[0]}]
+    for low, high in itertools.pairwise(edges):
+        ranges.append({"key": f"{low}-{high}", "from": low, "to": high})
+    ranges.append({"key": f"{edges[-1]}-*", "from": edges[-1]})
+    return ranges
+
+
+def filter_clauses(params: SearchParams) -> list[dict[str, Any]]:
+    filters: list[dict[str, Any]] = []
+    if params.category:
+        # category_path holds every ancestor path: a parent category finds its children
+        filters.append({"term": {"category_path": params.category}})
+    if params.brands:
+        filters.append({"terms": {"brand": list(params.brands)}})
+    if params.min_price_minor is not None or params.max_price_minor is not None:
+        bounds: dict[str, int] = {}
+        if params.min_price_minor is not None:
+            bounds["gte"] = params.min_price_minor
+        if params.max_price_minor is not None:
+            bounds["lte"] = params.max_price_minor
+        filters.append({"range": {"price_minor": bounds}})
+    if params.in_stock is not None:
+        filters.append({"term": {"in_stock": params.in_stock}})
+    for name, value in sorted(params.attributes.items()):
+        filters.append({"term": {f"attributes.{name}": value}})
+    return filters
+
+
+def text_query(q: str) -> dict[str, Any]:
+    """Free text: fuzzy best-field match with boosts, a phrase boost on the name, and
+    exact (strongest) or prefix SKU matches."""
+    sku = q.strip().lower()
+    should: list[dict[str, Any]] = [
+        {
+            "multi_match": {
+                "query": q,
+                "type": "best_fields",
+                "fields": list(TEXT_FIELDS),
+                "fuzziness": "AUTO",
+                "prefix_length": 1,
+                "max_expansions": 20,
+                "tie_breaker": 0.2,
+            }
+        },
+        {"match_phrase": {"name": {"query": q, "boost": 3}}},
+        {"term": {"sku": {"value": sku, "boost": 20}}},
+        {"prefix": {"sku": {"value": sku, "boost": 5}}},
+    ]
+    return {"bool": {"should": should, "minimum_should_match": 1}}
+
+
+def search_body(params: SearchParams) -> dict[str, Any]:
+    q = params.q.strip()
+    body: dict[str, Any] = {
+        "query": {
+            "bool": {
+                "must": [text_query(q) if q else {"match_all": {}}],
+                "filter": filter_clauses(params),
+            }
+        },
+        "sort": _SORT_CLAUSES[params.sort],
+        "size": params.limit,
+        "track_total_hits": True,
+        "_source": {"excludes": ["category_path", "attributes_text"]},
+        "aggs": {
+            "category": {"terms": {"field": "category", "size": FACET_SIZE}},
+            "brand": {"terms": {"field": "brand", "size": FACET_SIZE}},
+            "price": {"range": {"field": "price_minor", "ranges": price_ranges()}},
+        },
+    }
+    if params.sort == "relevance":
+        # sorting on _score plus a tie-breaker: scores must still be computed
+        body["track_scores"] = True
+    if params.search_after is not None:
+        body["search_after"] = list(params.search_after)
+    if q:
+        body["highlight"] = {
+            "pre_tags": ["<em>"],
+            "post_tags": ["</em>"],
+            "fields": {"name": {"number_of_fragments": 0}, "description": {}},
+        }
+    return body
+
+
+def suggest_body(prefix: str, limit: int) -> dict[str, Any]:
+    """Completions for what the shopper has typed so far: every word must be a prefix of
+    a word of the name (edge n-grams); a SKU prefix also matches."""
+    text = prefix.strip()
+    return {
+        "query": {
+            "bool": {
+                "should": [
+                    {"match": {"name.autocomplete": {"query": text, "operator": "and"}}},
+                    {"prefix": {"sku": {"value": text.lower(), "boost": 2}}},
+                ],
+                "minimum_should_match": 1,
+            }
+        },
+        "size": min(limit, SUGGEST_MAX),
+        "_source": ["id", "sku", "name"],
+        "track_total_hits": False,
+    }
+
+
+def facets(aggregations: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Engine aggregations -> `{"category": [{"value", "count"}], "brand": ..., "price":
+    [{"key", "from", "to", "count"}]}` (price bounds in minor units)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name in ("category", "brand"):
+        buckets = aggregations.get(name, {}).get("buckets", [])
+        out[name] = [{"value": b["key"], "count": b["doc_count"]} for b in buckets]
+    out["price"] = [
+        {
+            "key": b["key"],
+            "from_minor": int(b["from"]) if b.get("from") is not None else None,
+            "to_minor": int(b["to"]) if b.get("to") is not None else None,
+            "count": b["doc_count"],
+        }
+        for b in aggregations.get("price", {}).get("buckets", [])
+    ]
+    return out

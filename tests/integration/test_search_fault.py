@@ -1,0 +1,83 @@
+"""Really stops the dev stack's OpenSearch (guarantees 2 and 8): while it is down, search
+answers 503 and 1,000 writes still commit; once it is back the index converges to
+Postgres exactly (same ids, same versions).
+
+The engine restart takes ~15-30 s; test_search_sync.py covers the same convergence with
+a TCP proxy that cuts the connection, which is quicker and needs no dev stack."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import httpx
+import pytest
+
+from app.relay import Relay
+from app.settings import Settings
+from app.stores import open_stores
+from tests.support.search import (
+    consumer_for,
+    delete_product,
+    index_versions,
+    insert_product,
+    pending,
+    pg_versions,
+    update_product,
+)
+
+
+def _devstack_runs_opensearch(settings: Settings) -> bool:
+    try:
+        import devstack
+
+        return bool(devstack.is_up()) and settings.search_url.endswith(":59201")
+    except Exception:
+        return False
+
+
+async def test_fault_opensearch_stopped_during_1000_writes(
+    settings: Settings, client: httpx.AsyncClient
+) -> None:
+    if not _devstack_runs_opensearch(settings):
+        pytest.skip("needs the native dev stack's OpenSearch (stopped and restarted here)")
+    import devstack
+
+    fast = settings.model_copy(update={"outbox_backoff_s": 0.05, "outbox_max_attempts": 1000})
+    async with open_stores(fast, application_name="polyshop-test") as stores:
+        relay = Relay(stores, [consumer_for(stores)])
+        rng = random.Random(5)
+        async with stores.pg.connection() as conn:
+            ids = [await insert_product(conn, name=f"Lamp {i}") for i in range(50)]
+        await relay.drain()
+        assert len(await index_versions(stores)) == 50
+
+        await asyncio.to_thread(devstack.stop_service, "opensearch")
+        try:
+            down = await client.get("/search/products", params={"q": "lamp"})
+            async with stores.pg.connection() as conn:
+                for _ in range(1000):
+                    roll = rng.random()
+                    if roll < 0.25:
+                        ids.append(await insert_product(conn, name="Lamp new"))
+                    elif roll < 0.35 and len(ids) > 10:
+                        await delete_product(conn, ids.pop(rng.randrange(len(ids))))
+                    else:
+                        await update_product(
+                            conn, rng.choice(ids), price_minor=rng.randint(1, 10**6)
+                        )
+            await relay.drain()  # fails: the events stay queued with backoff
+            still_pending = await pending(stores)
+        finally:
+            await asyncio.to_thread(devstack.start_service, "opensearch")
+        assert down.status_code == 503, down.text
+        assert down.headers["retry-after"]
+        assert still_pending > 0
+
+        deadline = time.monotonic() + 120
+        while await pending(stores) and time.monotonic() < deadline:
+            await relay.drain()
+            await asyncio.sleep(0.2)
+        assert await pending(stores) == 0
+        assert await index_versions(stores) == await pg_versions(stores)

@@ -1,0 +1,137 @@
+"""The query DSL builder: pure functions, no engine."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from search.query import (
+    MAX_LIMIT,
+    InvalidCursor,
+    SearchParams,
+    decode_cursor,
+    encode_cursor,
+    facets,
+    price_ranges,
+    search_body,
+    suggest_body,
+)
+
+
+def _walk(node: object) -> list[str]:
+    """Every dict key anywhere in a DSL tree."""
+    if isinstance(node, dict):
+        return [k for k in node] + [k2 for v in node.values() for k2 in _walk(v)]
+    if isinstance(node, list):
+        return [k for v in node for k in _walk(v)]
+    return []
+
+
+def test_text_query_boosts_name_and_matches_sku_exactly_and_by_prefix() -> None:
+    body = search_body(SearchParams(q="CH-100"))
+    should = body["query"]["bool"]["must"][0]["bool"]["should"]
+    multi = should[0]["multi_match"]
+    assert multi["fields"][0] == "name^4"
+    assert multi["fuzziness"] == "AUTO"
+    assert should[1] == {"match_phrase": {"name": {"query": "CH-100", "boost": 3}}}
+    assert should[2]["term"]["sku"]["value"] == "ch-100"
+    assert should[3]["prefix"]["sku"]["value"] == "ch-100"
+    assert "highlight" in body
+
+
+def test_user_text_never_reaches_query_string_syntax() -> None:
+    body = search_body(SearchParams(q='name:* OR (a AND "b"'))
+    keys = _walk(body)
+    assert "query_string" not in keys and "simple_query_string" not in keys
+    should = body["query"]["bool"]["must"][0]["bool"]["should"]
+    assert should[0]["multi_match"]["query"] == 'name:* OR (a AND "b"'  # plain text
+
+
+def test_empty_q_browses_with_match_all() -> None:
+    body = search_body(SearchParams())
+    assert body["query"]["bool"]["must"] == [{"match_all": {}}]
+    assert "highlight" not in body
+
+
+def test_filters() -> None:
+    body = search_body(
+        SearchParams(
+            category="Furniture/Chairs",
+            brands=("Acme", "Bolt"),
+            min_price_minor=1000,
+            max_price_minor=5000,
+            in_stock=True,
+            attributes={"color": "red"},
+        )
+    )
+    assert body["query"]["bool"]["filter"] == [
+        {"term": {"category_path": "Furniture/Chairs"}},
+        {"terms": {"brand": ["Acme", "Bolt"]}},
+        {"range": {"price_minor": {"gte": 1000, "lte": 5000}}},
+        {"term": {"in_stock": True}},
+        {"term": {"attributes.color": "red"}},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sort", "first"),
+    [
+        ("relevance", {"_score": "desc"}),
+        ("price_asc", {"price_minor": "asc"}),
+        ("price_desc", {"price_minor": "desc"}),
+        ("newest", {"created_at": "desc"}),
+        ("rating", {"rating": {"order": "desc", "missing": "_last"}}),
+    ],
+)
+def test_every_sort_has_a_unique_tie_breaker(sort: str, first: dict[str, object]) -> None:
+    body = search_body(SearchParams(sort=sort))  # type: ignore[arg-type]
+    assert body["sort"][0] == first
+    assert "id" in body["sort"][-1]
+
+
+def test_cursor_round_trip_and_search_after() -> None:
+    cursor = encode_cursor("price_asc", [1999, 42])
+    assert decode_cursor(cursor, "price_asc") == [1999, 42]
+    body = search_body(SearchParams(sort="price_asc", search_after=[1999, 42]))
+    assert body["search_after"] == [1999, 42]
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["", "!!!", "bm90IGpzb24", encode_cursor("price_asc", [1]), encode_cursor("newest", [1, 2])],
+)
+def test_bad_cursors_are_refused(cursor: str) -> None:
+    with pytest.raises(InvalidCursor):
+        decode_cursor(cursor, "price_asc")
+
+
+def test_price_buckets_cover_everything_without_gaps() -> None:
+    ranges = price_ranges()
+    assert "from" not in ranges[0] and "to" not in ranges[-1]
+    for low, high in itertools.pairwise(ranges):
+        assert low["to"] == high["from"]
+
+
+def test_facets_shape() -> None:
+    shaped = facets(
+        {
+            "category": {"buckets": [{"key": "A/B", "doc_count": 3}]},
+            "brand": {"buckets": [{"key": "Acme", "doc_count": 2}]},
+            "price": {"buckets": [{"key": "*-2500", "to": 2500.0, "doc_count": 1}]},
+        }
+    )
+    assert shaped == {
+        "category": [{"value": "A/B", "count": 3}],
+        "brand": [{"value": "Acme", "count": 2}],
+        "price": [{"key": "*-2500", "from_minor": None, "to_minor": 2500, "count": 1}],
+    }
+
+
+def test_suggest_is_a_prefix_query_with_capped_size() -> None:
+    body = suggest_body("Off ch", 500)
+    should = body["query"]["bool"]["should"]
+    assert should[0]["match"]["name.autocomplete"] == {"query": "Off ch", "operator": "and"}
+    assert should[1]["prefix"]["sku"]["value"] == "off ch"
+    assert body["size"] <= 20
+    assert MAX_LIMIT == 100
