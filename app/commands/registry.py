@@ -7,9 +7,10 @@ from typing import Any
 
 import typer
 
+from app.commands.images import images_cli
 from app.commands.keys import keys
 from app.commands.search import search_cli
 from app.commands.seed import seed
 
-COMMAND_GROUPS: dict[str, typer.Typer] = {"keys": keys, "search": search_cli}
+COMMAND_GROUPS: dict[str, typer.Typer] = {"keys": keys, "search": search_cli, "images": images_cli}
 COMMANDS: list[Callable[..., Any]] = [seed]

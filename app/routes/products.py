@@ -23,6 +23,7 @@ from fastapi import Path as PathParam
 from app.auth import AdminDep
 from app.cache_consumer import build_product_cache
 from app.deps import StoresDep, get_stores
+from app.images import service as product_images
 from app.problems import Conflict, NotFound, PreconditionFailed, Problem
 from app.schemas.products import (
     MAX_PRICE,
@@ -95,8 +96,8 @@ def _etag(version: int) -> str:
     return f'"{version}"'
 
 
-def _body(product: products.Product) -> bytes:
-    return ProductOut.of(product).model_dump_json().encode()
+def _body(product: products.Product, primary_image: dict[str, Any] | None = None) -> bytes:
+    return ProductOut.of(product, primary_image).model_dump_json().encode()
 
 
 def _respond(entry: Entry, status: int = 200, **headers: str) -> Response:
@@ -161,7 +162,10 @@ async def get_product(
         with _postgres_errors():
             async with stores.pg.connection() as conn:
                 product = await products.get(conn, product_id)
-        return None if product is None else Entry(product.version, _body(product))
+                if product is None:
+                    return None
+                image = await product_images.primary_image(stores, conn, product_id)
+        return Entry(product.version, _body(product, image))
 
     if stores.settings.cache_enabled:
         entry = await get_product_cache(request).get_or_load(product_id, load)
@@ -199,9 +203,10 @@ async def update_product(
     with _write_errors():
         async with stores.pg.connection() as conn, conn.transaction():
             product = await products.update(conn, product_id, changes, expected_version=expected)
+            image = await product_images.primary_image(stores, conn, product_id)
     # After the commit, before answering: read-your-writes through the cache.
     await get_product_cache(request).invalidate(product.id, product.version)
-    return _respond(Entry(product.version, _body(product)))
+    return _respond(Entry(product.version, _body(product, image)))
 
 
 @router.delete(
@@ -220,8 +225,14 @@ async def delete_product(
     expected = _expected_version(if_match)
     with _write_errors():
         async with stores.pg.connection() as conn, conn.transaction():
+            # The product row is locked first (images lock it too): no deadlock.
             version = await products.delete(conn, product_id, expected_version=expected)
+            released = await product_images.delete_product_images(conn, product_id)
     await get_product_cache(request).invalidate(product_id, version)
+    if released:
+        # Best effort: blobs still referenced elsewhere stay; the GC job is the backstop.
+        with contextlib.suppress(StoreUnavailable):
+            await product_images.release_blobs(stores, released)
     return Response(status_code=204)
 
 
@@ -254,10 +265,11 @@ async def list_products(
             page = await products.list_page(
                 conn, after_id=_decode_cursor(cursor), limit=limit + 1, where=where
             )
-    more = len(page) > limit
-    page = page[:limit]
+            more = len(page) > limit
+            page = page[:limit]
+            images = await product_images.primary_images(stores, conn, [p.id for p in page])
     return ProductPage(
-        items=[ProductOut.of(p) for p in page],
+        items=[ProductOut.of(p, images.get(p.id)) for p in page],
         next_cursor=_encode_cursor(page[-1].id) if more else None,
     )
 

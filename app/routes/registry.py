@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.routes import orders, products, search
+from app.routes import images, orders, products, search
 
 ROUTERS: list[APIRouter] = [
     products.router,
     products.bench_router,
+    images.router,
     orders.router,
     search.router,
 ]

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_serializer
 
+from app.schemas.images import ImageOut
 from storage.products import Product
 
 MINOR_PER_UNIT = 100  # every supported currency has two decimals (validated below)
@@ -107,13 +108,16 @@ class ProductOut(BaseModel):
     version: int
     created_at: datetime
     updated_at: datetime
+    primary_image: ImageOut | None = Field(
+        None, description="the image with the lowest position, with its URLs; null if none"
+    )
 
     @field_serializer("created_at", "updated_at")
     def _iso(self, value: datetime) -> str:
         return value.isoformat()
 
     @classmethod
-    def of(cls, product: Product) -> ProductOut:
+    def of(cls, product: Product, primary_image: dict[str, Any] | None = None) -> ProductOut:
         return cls(
             id=product.id,
             sku=product.sku,
@@ -129,6 +133,7 @@ class ProductOut(BaseModel):
             version=product.version,
             created_at=product.created_at,
             updated_at=product.updated_at,
+            primary_image=None if primary_image is None else ImageOut.model_validate(primary_image),
         )
 
 

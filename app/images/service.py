@@ -1,0 +1,214 @@
+"""Glue between the image routes and the store: processing in a thread, error mapping,
+URLs, and the helpers the products API uses (primary image, product deletion).
+
+Renditions are made inline by default (`image_renditions = "inline"`), in the request,
+before anything is stored: the upload answers with every URL usable at once. That
+costs most of the upload time (see docs/benchmarks.md). With `"worker"` the request
+stores only the normalised original and a row marked `renditions_pending`; the worker
+task `image-renditions` makes them shortly after, and until then clients use the
+original's URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import IO, Any
+
+import structlog
+from fastapi import Request
+from psycopg import AsyncConnection
+
+from app.images.problems import InvalidField, UnsupportedMediaType
+from app.metrics import IMAGE_UPLOAD_STAGE
+from app.problems import NotFound
+from app.schemas.images import ImageOut, RenditionOut
+from app.stores import Stores
+from storage import images
+from storage.errors import StoreUnavailable
+from storage.image_blobs import ImageBlobs
+from storage.image_processing import ImageRejected, ProcessedImage, process
+
+log = structlog.get_logger()
+
+Conn = AsyncConnection[dict[str, Any]]
+
+
+def image_blobs(stores: Stores) -> ImageBlobs:
+    settings = stores.settings
+    return ImageBlobs(
+        stores.blobs, settings.s3_bucket, public_read=settings.image_url_mode == "public"
+    )
+
+
+def rejected(exc: ImageRejected) -> Exception:
+    """The HTTP problem for an unfit image. A decompression bomb is 422 (the request is
+    small and well-formed; its content is unacceptable), not 413."""
+    if exc.kind == "type":
+        return UnsupportedMediaType(str(exc))
+    return InvalidField("file", str(exc))
+
+
+async def process_file(stores: Stores, fp: IO[bytes]) -> ProcessedImage:
+    settings = stores.settings
+    try:
+        return await asyncio.to_thread(
+            process,
+            fp,
+            max_pixels=settings.image_max_pixels,
+            # deferred: the worker makes them from the stored original
+            rendition_widths=(
+                settings.image_rendition_widths if settings.image_renditions == "inline" else ()
+            ),
+        )
+    except ImageRejected as exc:
+        raise rejected(exc) from exc
+
+
+async def store_processed(
+    stores: Stores,
+    product_id: int,
+    processed: ProcessedImage,
+    *,
+    alt_text: str,
+    position: int | None,
+    timings: dict[str, float],
+) -> images.SavedImage:
+    try:
+        return await images.save_image(
+            stores.pg,
+            image_blobs(stores),
+            product_id,
+            processed,
+            stores.settings.image_rendition_widths,
+            alt_text=alt_text,
+            position=position,
+            timings=timings,
+        )
+    except images.ProductNotFound as exc:
+        raise NotFound(f"product {product_id} does not exist") from exc
+
+
+async def product_changed(request: Request, product_id: int, version: int | None) -> None:
+    """Right after the commit that bumped the product's version: drop its cached JSON
+    (read-your-writes, like every product write; the outbox event is the backstop)."""
+    if version is None:
+        return
+    from app.routes.products import get_product_cache
+
+    await get_product_cache(request).invalidate(product_id, version)
+
+
+def observe(timings: dict[str, float]) -> None:
+    for stage, seconds in timings.items():
+        IMAGE_UPLOAD_STAGE.labels(stage).observe(seconds)
+
+
+async def ensure_product(stores: Stores, product_id: int) -> None:
+    async with stores.pg.connection() as conn:
+        if not await images.product_exists(conn, product_id):
+            raise NotFound(f"product {product_id} does not exist")
+
+
+# --- output ------------------------------------------------------------------------------
+
+
+def _url(stores: Stores, blobs: ImageBlobs, key: str, now: datetime) -> str:
+    settings = stores.settings
+    if settings.image_url_mode == "public":
+        base = settings.image_public_base_url.rstrip("/")
+        if not base:
+            scheme = "https" if settings.s3_secure else "http"
+            base = f"{scheme}://{settings.s3_endpoint}/{settings.s3_bucket}"
+        return f"{base}/{key}"
+    return blobs.presigned_get(key, expiry_s=settings.image_url_expiry_s, now=now)
+
+
+def _expires_at(stores: Stores, now: datetime) -> datetime | None:
+    settings = stores.settings
+    if settings.image_url_mode == "public":
+        return None
+    # URLs are signed at the start of a window of expiry/2 (see ImageBlobs.presigned_get)
+    window = max(1, settings.image_url_expiry_s // 2)
+    signed = int(now.timestamp()) // window * window
+    return datetime.fromtimestamp(signed + settings.image_url_expiry_s, tz=UTC)
+
+
+def image_out(stores: Stores, row: images.ImageRow, now: datetime | None = None) -> ImageOut:
+    now = now or datetime.now(UTC)
+    blobs = image_blobs(stores)
+    widths = sorted(set(stores.settings.image_rendition_widths))
+    renditions = [
+        RenditionOut(
+            width=_nominal_width(r["key"], widths),
+            actual_width=r["width"],
+            height=r["height"],
+            bytes=r["bytes"],
+            url=_url(stores, blobs, r["key"], now),
+        )
+        for r in row.renditions
+    ]
+    return ImageOut(
+        id=row.id,
+        product_id=row.product_id,
+        format=row.format,
+        content_type=row.content_type,
+        width=row.width,
+        height=row.height,
+        bytes=row.bytes,
+        sha256=row.sha256,
+        position=row.position,
+        alt_text=row.alt_text,
+        created_at=row.created_at,
+        url=_url(stores, blobs, row.object_key, now),
+        renditions=renditions,
+        renditions_pending=row.renditions_pending,
+        urls_expire_at=_expires_at(stores, now),
+    )
+
+
+def _nominal_width(key: str, fallback: Sequence[int]) -> int:
+    # renditions/<hex>/<width>.webp
+    name = key.rsplit("/", 1)[-1].split(".", 1)[0]
+    return int(name) if name.isdigit() else (fallback[0] if fallback else 0)
+
+
+# --- for the products API ----------------------------------------------------------------
+
+
+async def primary_image(stores: Stores, conn: Conn, product_id: int) -> dict[str, Any] | None:
+    """The product's primary image (lowest position) as JSON, or None. For product JSON:
+    `product["primary_image"] = await primary_image(stores, conn, product.id)`.
+    The URLs are signed locally (no MinIO request); a presigned URL stays the same for
+    half its lifetime, so don't cache product JSON with it for longer than that."""
+    found = await images.primary_images(conn, [product_id])
+    row = found.get(product_id)
+    return image_out(stores, row).model_dump(mode="json") if row else None
+
+
+async def primary_images(
+    stores: Stores, conn: Conn, product_ids: Sequence[int]
+) -> dict[int, dict[str, Any]]:
+    """Batch form of `primary_image` for product lists (one query)."""
+    now = datetime.now(UTC)
+    found = await images.primary_images(conn, product_ids)
+    return {pid: image_out(stores, row, now).model_dump(mode="json") for pid, row in found.items()}
+
+
+async def delete_product_images(conn: Conn, product_id: int) -> list[str]:
+    """Call inside the product-delete transaction; pass the result to `release_blobs`
+    after the commit (optional: the GC job would collect the blobs anyway)."""
+    return await images.delete_product_images(conn, product_id)
+
+
+async def release_blobs(stores: Stores, shas: Sequence[str]) -> None:
+    await images.release_blobs(stores.pg, image_blobs(stores), shas)
+
+
+async def discard(blobs: ImageBlobs, key: str) -> None:
+    """Best-effort delete of an object nothing refers to; the GC job is the backstop."""
+    try:
+        await blobs.delete([key])
+    except StoreUnavailable as exc:
+        log.warning("images.discard_deferred_to_gc", key=key, error=exc.reason[:200])

@@ -1,0 +1,309 @@
+"""Product images: upload (multipart or presigned direct upload), list, delete."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request, Response, status
+
+from app.auth import AdminDep
+from app.deps import StoresDep
+from app.images import service
+from app.images.problems import ContentTooLarge, InvalidField, UnsupportedMediaType
+from app.images.receive import FILE_FIELD, SPOOL_MEMORY_BYTES, receive_form
+from app.problems import Conflict, NotFound, Problem
+from app.schemas.images import (
+    DirectUploadComplete,
+    DirectUploadIn,
+    DirectUploadOut,
+    ImageList,
+    ImageOut,
+)
+from app.stores import Stores
+from storage import images
+from storage.image_blobs import ImageBlobs, MultipartRejected, incoming_key
+from storage.image_processing import ProcessedImage
+
+router = APIRouter(tags=["images"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or invalid API key"},
+    403: {"description": "not an admin key"},
+    404: {"description": "no such product"},
+    503: {"description": "the blob store is down; nothing was stored"},
+}
+
+_MULTIPART_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [FILE_FIELD],
+                    "properties": {
+                        FILE_FIELD: {"type": "string", "format": "binary"},
+                        "alt_text": {"type": "string", "maxLength": 1000},
+                        "position": {"type": "integer", "minimum": 0},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _position(raw: str | None) -> int | None:
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise InvalidField("position", "must be an integer") from exc
+    if not 0 <= value <= 1_000_000:
+        raise InvalidField("position", "must be between 0 and 1000000")
+    return value
+
+
+def _alt_text(raw: str | None) -> str:
+    text = (raw or "").strip()
+    if len(text) > 1000:
+        raise InvalidField("alt_text", "at most 1000 characters")
+    return text
+
+
+@router.post(
+    "/products/{product_id}/images",
+    response_model=ImageOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Upload a product image (multipart field `file`: JPEG, PNG or WebP)",
+    description=(
+        "The type is read from the bytes, never from the file name or Content-Type. "
+        "The image is re-encoded without metadata (EXIF/GPS removed, orientation applied) "
+        "and stored under its sha256; 200 and 800 px WebP renditions are made inline. "
+        "Uploading the same image to the same product again answers 200 with the existing "
+        "image. 413: too large; 415: not a JPEG/PNG/WebP; 422: empty, truncated, corrupt, "
+        "or more pixels than allowed (decompression bomb), or a missing `file` field."
+    ),
+    responses={
+        **_ERRORS,
+        200: {"description": "this product already has this image", "model": ImageOut},
+        413: {"description": "larger than the size limit"},
+        415: {"description": "not a JPEG, PNG or WebP image (by its bytes)"},
+        422: {"description": "empty, truncated, corrupt, too many pixels, or no `file`"},
+    },
+    openapi_extra=_MULTIPART_BODY,
+)
+async def upload_image(
+    product_id: int, request: Request, response: Response, stores: StoresDep, _admin: AdminDep
+) -> ImageOut:
+    settings = stores.settings
+    await service.ensure_product(stores, product_id)
+    async with receive_form(request, max_bytes=settings.image_max_bytes) as form:
+        if form.file is None:
+            raise InvalidField(FILE_FIELD, "field required")
+        if form.file_size == 0:
+            raise InvalidField(FILE_FIELD, "the file is empty")
+        position = _position(form.fields.get("position"))
+        alt_text = _alt_text(form.fields.get("alt_text"))
+        processed = await service.process_file(stores, form.file)
+        timings = {"receive": form.receive_s, **processed.timings}
+    saved = await service.store_processed(
+        stores, product_id, processed, alt_text=alt_text, position=position, timings=timings
+    )
+    await service.product_changed(request, product_id, saved.product_version)
+    service.observe(timings)
+    if not saved.created:
+        response.status_code = status.HTTP_200_OK
+    return service.image_out(stores, saved.row)
+
+
+@router.get(
+    "/products/{product_id}/images",
+    response_model=ImageList,
+    summary="A product's images, primary first, with a URL per rendition",
+    responses={404: {"description": "no such product"}},
+)
+async def list_images(product_id: int, stores: StoresDep) -> ImageList:
+    async with stores.pg.connection() as conn:
+        if not await images.product_exists(conn, product_id):
+            raise NotFound(f"product {product_id} does not exist")
+        rows = await images.list_images(conn, product_id)
+    return ImageList(items=[service.image_out(stores, row) for row in rows])
+
+
+@router.delete(
+    "/products/{product_id}/images/{image_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete an image; its blobs go too when no other image uses them",
+    responses={**_ERRORS, 404: {"description": "no such image on this product"}},
+)
+async def delete_image(
+    product_id: int, image_id: int, request: Request, stores: StoresDep, _admin: AdminDep
+) -> Response:
+    deleted, version = await images.delete_image(
+        stores.pg, service.image_blobs(stores), product_id, image_id
+    )
+    await service.product_changed(request, product_id, version)
+    if not deleted:
+        raise NotFound(f"product {product_id} has no image {image_id}")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/products/{product_id}/images/uploads",
+    response_model=DirectUploadOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Start a direct upload: presigned PUT URL(s) straight to the blob store",
+    description=(
+        "For large files: PUT the bytes to `url` (or, with `parts` > 1, each part to its "
+        "`part_urls` entry, keeping the ETags), then POST to `complete_url` (with the "
+        "parts and ETags for a multipart upload). Nothing refers to the uploaded object "
+        "until the completion call has verified it (size, type by its bytes, decode); a "
+        "failed verification deletes it."
+    ),
+    responses=_ERRORS,
+)
+async def start_direct_upload(
+    product_id: int, stores: StoresDep, _admin: AdminDep, body: DirectUploadIn | None = None
+) -> DirectUploadOut:
+    settings = stores.settings
+    body = body or DirectUploadIn()
+    blobs = service.image_blobs(stores)
+    expiry_s = settings.image_upload_expiry_s
+    await service.ensure_product(stores, product_id)
+    await blobs.ensure_bucket()
+    upload_id = images.new_upload_id()
+    key = incoming_key(str(upload_id))
+    s3_upload_id = await blobs.start_multipart(key) if body.parts > 1 else None
+    async with stores.pg.connection() as conn:
+        try:
+            upload = await images.create_upload(
+                conn,
+                product_id,
+                upload_id,
+                alt_text=body.alt_text.strip(),
+                position=body.position,
+                expiry_s=expiry_s,
+                s3_upload_id=s3_upload_id,
+            )
+        except images.ProductNotFound as exc:
+            if s3_upload_id:
+                await blobs.abort_multipart(key, s3_upload_id)
+            raise NotFound(f"product {product_id} does not exist") from exc
+    return DirectUploadOut(
+        upload_id=upload.id,
+        url=None if s3_upload_id else blobs.presigned_put(key, expiry_s=expiry_s),
+        part_urls=[
+            blobs.presigned_part(key, s3_upload_id, n, expiry_s=expiry_s)
+            for n in range(1, body.parts + 1)
+        ]
+        if s3_upload_id
+        else [],
+        max_bytes=settings.image_direct_max_bytes,
+        expires_at=upload.expires_at,
+        complete_url=f"/products/{product_id}/images/uploads/{upload.id}/complete",
+    )
+
+
+@router.post(
+    "/products/{product_id}/images/uploads/{upload_id}/complete",
+    response_model=ImageOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Finish a direct upload: verify the object, then store it as an image",
+    responses={
+        **_ERRORS,
+        404: {"description": "no such live upload for this product"},
+        409: {"description": "nothing was uploaded to the URL yet"},
+        413: {"description": "larger than the direct-upload limit (object deleted)"},
+        415: {"description": "not a JPEG, PNG or WebP image (object deleted)"},
+        422: {"description": "empty, truncated, corrupt or too many pixels (object deleted)"},
+    },
+)
+async def complete_direct_upload(
+    product_id: int,
+    upload_id: uuid.UUID,
+    request: Request,
+    response: Response,
+    stores: StoresDep,
+    _admin: AdminDep,
+    body: DirectUploadComplete | None = None,
+) -> ImageOut:
+    blobs = service.image_blobs(stores)
+    verdict: Problem | None = None
+    async with stores.pg.connection() as conn, conn.transaction():
+        # The upload row stays locked until the commit: a second completion call waits
+        # and then finds it gone. If the blob store is down, the rollback keeps the upload
+        # so the client can call again.
+        upload = await images.lock_upload(conn, product_id, upload_id)
+        if upload is None:
+            raise NotFound(f"no live upload {upload_id} for product {product_id}")
+        if upload.s3_upload_id:
+            await _finish_multipart(blobs, upload, body or DirectUploadComplete())
+        incoming = await blobs.stat(upload.object_key)
+        if incoming is None:
+            raise Conflict("nothing has been uploaded to the presigned URL yet")
+        try:
+            processed, timings = await _verify(stores, upload.object_key, incoming.size)
+        except (ContentTooLarge, InvalidField, UnsupportedMediaType) as exc:
+            verdict = exc  # verification failed: forget the upload and its object for good
+        else:
+            saved = await service.store_processed(
+                stores,
+                product_id,
+                processed,
+                alt_text=upload.alt_text,
+                position=upload.position,
+                timings=timings,
+            )
+        await images.delete_upload(conn, upload.id)
+    # Committed: no row refers to the incoming object any more. If this delete fails,
+    # the GC job collects it (it has no live upload row).
+    await service.discard(blobs, upload.object_key)
+    if verdict is not None:
+        raise verdict
+    await service.product_changed(request, product_id, saved.product_version)
+    service.observe(timings)
+    if not saved.created:
+        response.status_code = status.HTTP_200_OK
+    return service.image_out(stores, saved.row)
+
+
+async def _finish_multipart(
+    blobs: ImageBlobs, upload: images.Upload, body: DirectUploadComplete
+) -> None:
+    """Assemble the parts. A second call after a success (the first one's transaction
+    rolled back later) finds the upload gone and the object in place: that is fine."""
+    assert upload.s3_upload_id is not None
+    if not body.parts:
+        raise InvalidField("parts", "a multipart upload needs its parts and their ETags")
+    try:
+        await blobs.complete_multipart(
+            upload.object_key,
+            upload.s3_upload_id,
+            [(p.part_number, p.etag.strip('"')) for p in body.parts],
+        )
+    except MultipartRejected as exc:
+        if exc.code == "NoSuchUpload" and await blobs.stat(upload.object_key) is not None:
+            return
+        raise InvalidField("parts", f"the blob store refused the parts: {exc}") from exc
+
+
+async def _verify(stores: Stores, key: str, size: int) -> tuple[ProcessedImage, dict[str, float]]:
+    """Download (bounded) and process the incoming object; raise the 4xx problem if unfit."""
+    limit = stores.settings.image_direct_max_bytes
+    if size > limit:
+        raise ContentTooLarge(f"the image is larger than {limit} bytes")
+    if size == 0:
+        raise InvalidField(FILE_FIELD, "the file is empty")
+    started = time.perf_counter()
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES) as spool:
+        copied = await service.image_blobs(stores).download_to(key, spool, limit=limit)
+        if copied > limit:  # replaced by a larger object since the stat
+            raise ContentTooLarge(f"the image is larger than {limit} bytes")
+        timings = {"receive": time.perf_counter() - started}
+        processed = await service.process_file(stores, spool)
+    return processed, {**timings, **processed.timings}

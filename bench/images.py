@@ -1,0 +1,283 @@
+"""Image upload throughput: `POST /products/{id}/images` with ~1 MB JPEGs (renditions
+made inline) against a plain minio-py `put_object` of the same bytes, in the same run,
+once with renditions made inline and once with them deferred to the worker, plus
+where the upload time goes (receive, decode, encode, resize, store).
+
+    uv run python -m bench.images [--images 24] [--rounds 3] [--concurrency 4]
+
+The app runs in process (ASGI) on a schema and a bucket of its own, both removed
+afterwards. Every round starts from an empty bucket and table, so content-addressed
+dedup never turns an upload into a no-op. The scenarios alternate round by round so
+noise from the shared machine hits all of them. Sizes are modest on purpose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import httpx
+import psycopg
+from asgi_lifespan import LifespanManager
+from minio.deleteobjects import DeleteObject
+from PIL import Image
+
+from app.images.renditions_worker import make_pending
+from app.main import create_app
+from app.metrics import IMAGE_UPLOAD_STAGE
+from app.settings import Settings, get_settings
+from app.stores import Stores
+from storage import api_keys, migrate
+from storage.blobs import ensure_bucket
+
+STAGES = ("receive", "decode", "encode", "resize", "store")
+
+
+@dataclass
+class Result:
+    name: str
+    uploads: int = 0
+    seconds: float = 0.0
+    megabytes: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.uploads / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    def line(self) -> str:
+        return (
+            f"{self.name:<34} {self.rate:7.1f} uploads/s {self.megabytes / self.seconds:6.1f} MB/s"
+            f"   p50 {self.pct(0.5):7.1f} ms   p99 {self.pct(0.99):7.1f} ms"
+            f"   ({self.uploads} uploads)"
+        )
+
+
+def make_jpegs(n: int, seed: int = 7) -> list[bytes]:
+    """n distinct photos-like JPEGs of about 1 MB (noise compresses like a busy photo)."""
+    rng = random.Random(seed)
+    base = Image.merge(
+        "RGB", [Image.effect_noise((1600, 1200), 40 + 10 * c).convert("L") for c in range(3)]
+    )
+    out: list[bytes] = []
+    for i in range(n):
+        image = base.copy()
+        x, y = rng.randrange(1400), rng.randrange(1000)
+        image.paste((rng.randrange(256), i % 256, 90), (x, y, x + 200, y + 200))
+        buf = io.BytesIO()
+        image.save(buf, "JPEG", quality=72)
+        out.append(buf.getvalue())
+    return out
+
+
+def _stage_totals() -> dict[str, tuple[float, float]]:
+    """(sum of seconds, count) per stage from the in-process histogram."""
+    totals: dict[str, tuple[float, float]] = {}
+    for metric in IMAGE_UPLOAD_STAGE.collect():
+        sums = {s.labels["stage"]: s.value for s in metric.samples if s.name.endswith("_sum")}
+        counts = {s.labels["stage"]: s.value for s in metric.samples if s.name.endswith("_count")}
+        for stage in sums:
+            totals[stage] = (sums[stage], counts.get(stage, 0.0))
+    return totals
+
+
+async def _run(
+    name: str,
+    images: list[bytes],
+    concurrency: int,
+    one: Callable[[int, bytes], Awaitable[None]],
+) -> Result:
+    result = Result(name)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(len(images)):
+        queue.put_nowait(i)
+
+    async def worker() -> None:
+        while not queue.empty():
+            i = queue.get_nowait()
+            started = time.perf_counter()
+            await one(i, images[i])
+            result.latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result.seconds = time.perf_counter() - started
+    result.uploads = len(images)
+    result.megabytes = sum(len(b) for b in images) / 1e6
+    return result
+
+
+async def _reset(stores: Stores) -> None:
+    """Empty the bucket and the image table (not timed)."""
+    async with stores.pg.connection() as conn:
+        await conn.execute("TRUNCATE product_images")
+
+    def empty() -> None:
+        bucket = stores.settings.s3_bucket
+        names = [o.object_name for o in stores.blobs.list_objects(bucket, recursive=True)]
+        for _ in stores.blobs.remove_objects(bucket, (DeleteObject(n) for n in names if n)):
+            pass
+
+    await asyncio.to_thread(empty)
+
+
+def _accumulate(
+    into: dict[str, tuple[float, float]],
+    before: dict[str, tuple[float, float]],
+    after: dict[str, tuple[float, float]],
+) -> None:
+    for stage, (s1, c1) in after.items():
+        s0, c0 = before.get(stage, (0.0, 0.0))
+        t, c = into.get(stage, (0.0, 0.0))
+        into[stage] = (t + s1 - s0, c + c1 - c0)
+
+
+def _add(total: Result, part: Result) -> None:
+    total.uploads += part.uploads
+    total.seconds += part.seconds
+    total.megabytes += part.megabytes
+    total.latencies += part.latencies
+
+
+async def main(n: int, rounds: int, concurrency: int) -> None:
+    base = get_settings()
+    tag = uuid.uuid4().hex[:8]
+    settings: Settings = base.model_copy(
+        update={
+            "database_schema": f"bench_images_{tag}",
+            "s3_bucket": f"bench-images-{tag}",
+            "database_pool_max": concurrency + 4,
+        }
+    )
+    await asyncio.to_thread(migrate.upgrade, settings.database_url, settings.database_schema)
+    images = make_jpegs(n)
+    print(f"{n} JPEGs, mean {sum(map(len, images)) / n / 1e6:.2f} MB, 1600x1200")
+    try:
+        app = create_app(settings)
+        async with LifespanManager(app):
+            stores: Stores = app.state.stores
+            await asyncio.to_thread(ensure_bucket, stores.blobs, settings.s3_bucket)
+            async with stores.pg.connection() as conn:
+                key = await api_keys.create_key(
+                    conn, pepper=settings.api_key_pepper.get_secret_value(), role="admin"
+                )
+                cur = await conn.execute(
+                    "INSERT INTO products (sku, name, price_minor) VALUES ('BENCH', 'Bench', 1)"
+                    " RETURNING id"
+                )
+                row = await cur.fetchone()
+                assert row is not None
+                product = row["id"]
+            headers = {"Authorization": f"Bearer {key}"}
+            # a second app on the same schema and bucket: renditions deferred to the worker
+            deferred_app = create_app(settings.model_copy(update={"image_renditions": "worker"}))
+            async with (
+                LifespanManager(deferred_app),
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app), base_url="http://bench"
+                ) as client,
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=deferred_app), base_url="http://bench"
+                ) as deferred_client,
+            ):
+
+                def endpoint_of(c: httpx.AsyncClient) -> Callable[[int, bytes], Awaitable[None]]:
+                    async def endpoint(i: int, data: bytes) -> None:
+                        response = await c.post(
+                            f"/products/{product}/images",
+                            files={"file": (f"{i}.jpg", data, "image/jpeg")},
+                            headers=headers,
+                        )
+                        if response.status_code != 201:
+                            raise RuntimeError(f"{response.status_code}: {response.text}")
+
+                    return endpoint
+
+                endpoint = endpoint_of(client)
+                deferred_endpoint = endpoint_of(deferred_client)
+
+                async def raw_put(i: int, data: bytes) -> None:
+                    await asyncio.to_thread(
+                        stores.blobs.put_object,
+                        settings.s3_bucket,
+                        f"raw/{uuid.uuid4().hex}.jpg",
+                        io.BytesIO(data),
+                        len(data),
+                        content_type="image/jpeg",
+                    )
+
+                await _run("warm-up", images[: concurrency * 2], concurrency, endpoint)
+                await _reset(stores)
+                raw = Result("raw minio put_object")
+                api = Result("POST /images (renditions inline)")
+                deferred = Result("POST /images (renditions deferred)")
+                worker_s = 0.0
+                stages: dict[str, dict[str, tuple[float, float]]] = {}
+                for _ in range(rounds):
+                    _add(raw, await _run(raw.name, images, concurrency, raw_put))
+                    await _reset(stores)
+                    for total, one in ((api, endpoint), (deferred, deferred_endpoint)):
+                        before = _stage_totals()
+                        _add(total, await _run(total.name, images, concurrency, one))
+                        _accumulate(stages.setdefault(total.name, {}), before, _stage_totals())
+                        if total is deferred:  # the worker's share, measured on its own
+                            started = time.perf_counter()
+                            while await make_pending(stores, limit=len(images)):
+                                pass
+                            worker_s += time.perf_counter() - started
+                        await _reset(stores)
+        print(f"concurrency {concurrency}, {rounds} rounds, in-process ASGI app")
+        for result in (raw, api, deferred):
+            print(result.line())
+        print(f"throughput ratio inline / raw put:   {api.rate / raw.rate:.2f}x")
+        print(f"throughput ratio deferred / raw put: {deferred.rate / raw.rate:.2f}x")
+        print(f"worker renditions (1 task, sequential): {deferred.uploads / worker_s:.1f} images/s")
+        print("where an upload's time goes (mean ms per upload, stage by stage):")
+        for name, per_stage in stages.items():
+            parts = [
+                f"{s} {t / c * 1000:6.1f}"
+                for s in STAGES
+                for t, c in [per_stage.get(s, (0, 0))]
+                if c
+            ]
+            print(f"  {name:<34} " + "  ".join(parts))
+    finally:
+        with psycopg.connect(settings.database_url, autocommit=True) as sync_conn:
+            sync_conn.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
+        _drop_bucket(settings)
+
+
+def _drop_bucket(settings: Settings) -> None:
+    from storage.blobs import create_minio
+
+    client = create_minio(
+        settings.s3_endpoint,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key.get_secret_value(),
+        secure=settings.s3_secure,
+    )
+    if not client.bucket_exists(settings.s3_bucket):
+        return
+    names = [o.object_name for o in client.list_objects(settings.s3_bucket, recursive=True)]
+    for _ in client.remove_objects(settings.s3_bucket, (DeleteObject(n) for n in names if n)):
+        pass
+    client.remove_bucket(settings.s3_bucket)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--images", type=int, default=24)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args()
+    asyncio.run(main(args.images, args.rounds, args.concurrency))
