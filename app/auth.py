@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.deps import StoresDep
 from app.problems import Forbidden, Unauthorized
@@ -19,8 +20,16 @@ Principal = ApiKey
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="polyshop"'}
 
+# Declares the scheme in the OpenAPI document (operations needing a key get `security`,
+# Swagger UI gets its Authorize button); errors stay ours (auto_error=False).
+_BEARER = HTTPBearer(auto_error=False, description="an API key from `polyshop keys create`")
 
-async def get_principal(request: Request, stores: StoresDep) -> Principal:
+
+async def get_principal(
+    request: Request,
+    stores: StoresDep,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
+) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():

@@ -15,6 +15,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from app.logging import configure_logging
 from app.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from app.middleware import install_middleware
 from app.problems import install_problem_handlers
 from app.routes import health
 from app.settings import Settings, get_settings
@@ -47,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     _install_offline_docs(app)
+    # limits and request ids inside the metrics middleware, so 429/413 are counted too
+    install_middleware(app, settings)
     _install_request_metrics(app)
     app.include_router(health.router)
     for router in _feature_routers():

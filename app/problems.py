@@ -3,6 +3,7 @@ error, the framework's included, as `application/problem+json`."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
@@ -96,7 +97,30 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
 
     title = HTTPStatus(exc.status_code).phrase
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
-    return problem_response(request, exc.status_code, title, detail, dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    # Starlette names only the first route matching the path; a path served by
+    # several routes (GET and DELETE /orders/{id}) must list all of them.
+    if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+        headers["Allow"] = allowed
+    return problem_response(request, exc.status_code, title, detail, headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """The methods the OpenAPI document lists for this path (empty: not documented).
+    The most literal templates win: /images/uploads is not /images/{image_id}."""
+    matches: dict[int, set[str]] = {}
+    for template, item in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods = matches.setdefault(template.count("{"), set())
+            methods |= {m.upper() for m in item if m in _HTTP_METHODS}
+    methods = matches[min(matches)] if matches else set()
+    if "GET" in methods:
+        methods.add("HEAD")  # Starlette answers HEAD on every GET route
+    return ", ".join(sorted(methods))
+
+
+_HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
@@ -142,8 +166,13 @@ async def _on_postgres_down(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    from app.middleware.request_id import HEADER, current_request_id
+
     log.exception("request.unhandled_error", path=request.url.path)
-    return problem_response(request, 500, "Internal Server Error")
+    # rendered outside the request-id middleware: echo the id here
+    request_id = current_request_id()
+    headers = {HEADER: request_id} if request_id else None
+    return problem_response(request, 500, "Internal Server Error", headers=headers)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

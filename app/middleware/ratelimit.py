@@ -1,0 +1,189 @@
+"""Rate limiting per API key and per client address: token buckets in Redis.
+
+Every request takes a token from its address's bucket; a request with a bearer token
+also takes one from that key's bucket (named by a hash of the token, never the token).
+Refused: 429 problem+json with `Retry-After` (seconds). Every limited response carries
+`RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (the tightest bucket).
+
+Redis down: requests pass (fail open) and `polyshop_ratelimit_errors_total` counts it;
+after a failure Redis is left alone for `rate_limit_fail_open_s` so a sick Redis does not
+add its timeout to every request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+import time
+from collections.abc import Sequence
+
+import structlog
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.metrics import RATE_LIMIT_ERRORS, RATE_LIMIT_REJECTIONS
+from app.middleware.responses import send_problem
+from app.middleware.token_bucket import LUA_TAKE, Bucket, Decision, idle_ttl_s
+from app.settings import Settings
+
+log = structlog.get_logger()
+
+EXEMPT_PREFIXES = ("/healthz", "/readyz", "/metrics", "/docs", "/static", "/openapi.json")
+
+BUCKET_NAMES = ("address", "key")  # bucket order in every check: address first
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def is_exempt(path: str) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in EXEMPT_PREFIXES)
+
+
+def parse_networks(entries: Sequence[str]) -> list[Network]:
+    return [ipaddress.ip_network(entry.strip(), strict=False) for entry in entries]
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: list[Network]) -> str:
+    """The client's address: the peer, unless the peer is a trusted proxy; then the
+    rightmost X-Forwarded-For entry that is not itself a trusted proxy (entries left of
+    it were written by the client and prove nothing)."""
+    address = peer or "unknown"
+    if not forwarded_for or not _is_trusted(address, trusted):
+        return address
+    for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+        if not _valid_ip(hop):
+            return address  # garbage from the client: stop at the last trusted hop
+        address = hop
+        if not _is_trusted(hop, trusted):
+            break
+    return address
+
+
+def key_id(authorization: str | None) -> str | None:
+    """A stable bucket id for the bearer token (a hash: the raw key never reaches Redis)."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+def _valid_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_trusted(address: str, trusted: list[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)
+
+
+class RateLimiter:
+    """The buckets of one process; the Redis client comes with each call (it lives in the
+    app's stores, opened by the lifespan)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.prefix = f"{settings.redis_prefix}rl:"
+        self.key_bucket = Bucket(settings.rate_limit_key_capacity, settings.rate_limit_key_per_s)
+        self.address_bucket = Bucket(
+            settings.rate_limit_address_capacity, settings.rate_limit_address_per_s
+        )
+        self.fail_open_s = settings.rate_limit_fail_open_s
+        self._skip_until = 0.0
+        # one script object; each call names its client (tests run several apps)
+        self._take: AsyncScript | None = None
+
+    async def check(self, redis: Redis, address: str, key: str | None) -> Decision | None:
+        """The decision, or None when Redis could not be asked (the request passes)."""
+        if time.monotonic() < self._skip_until:
+            RATE_LIMIT_ERRORS.labels("skipped").inc()
+            return None
+        keys = [f"{self.prefix}a:{address}"]
+        buckets = [self.address_bucket]
+        if key is not None:
+            keys.append(f"{self.prefix}k:{key}")
+            buckets.append(self.key_bucket)
+        args: list[float | int] = [1]
+        for bucket in buckets:
+            args += [bucket.capacity, bucket.rate, idle_ttl_s(bucket)]
+        try:
+            # register_script: EVALSHA, and EVAL once if Redis does not know the script yet
+            result = await self._script(redis)(keys=keys, args=args, client=redis)
+        except Exception as exc:  # fail open: a limiter outage must not become an API outage
+            RATE_LIMIT_ERRORS.labels("redis").inc()
+            self._skip_until = time.monotonic() + self.fail_open_s
+            log.warning("ratelimit.redis_failed", error=type(exc).__name__, detail=str(exc)[:200])
+            return None
+        allowed, limit, remaining, retry_ms, reset_ms, tightest = (int(v) for v in result)
+        return Decision(bool(allowed), limit, remaining, retry_ms / 1000, reset_ms / 1000, tightest)
+
+    def _script(self, redis: Redis) -> AsyncScript:
+        if self._take is None:
+            self._take = redis.register_script(LUA_TAKE)
+        return self._take
+
+
+class RateLimitMiddleware:
+    def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
+        self.app = app
+        self.enabled = settings.rate_limit_enabled
+        self.limiter = RateLimiter(settings)
+        self.trusted = parse_networks(settings.trusted_proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.enabled or is_exempt(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        stores = getattr(scope["app"].state, "stores", None) if "app" in scope else None
+        if stores is None:  # no lifespan yet: nothing to limit with
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        peer = scope["client"][0] if scope.get("client") else None
+        address = client_address(peer, headers.get("x-forwarded-for"), self.trusted)
+        decision = await self.limiter.check(
+            stores.redis, address, key_id(headers.get("authorization"))
+        )
+        if decision is None:
+            await self.app(scope, receive, send)
+            return
+        limit_headers = rate_limit_headers(decision)
+        if not decision.allowed:
+            RATE_LIMIT_REJECTIONS.labels(BUCKET_NAMES[decision.tightest]).inc()
+            retry = str(max(1, math.ceil(decision.retry_after_s)))
+            await send_problem(
+                scope,
+                send,
+                429,
+                f"rate limit exceeded, retry in {retry} s",
+                {"Retry-After": retry, **limit_headers},
+            )
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                response_headers = MutableHeaders(scope=message)
+                for name, value in limit_headers.items():
+                    response_headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def rate_limit_headers(decision: Decision) -> dict[str, str]:
+    return {
+        "RateLimit-Limit": str(decision.limit),
+        "RateLimit-Remaining": str(decision.remaining),
+        "RateLimit-Reset": str(math.ceil(decision.reset_s)),
+    }
