@@ -36,11 +36,13 @@ def serve(
 @cli.command()
 def worker() -> None:
     """Run the worker: outbox relay and timed jobs."""
+    from app import worker_metrics
     from app.logging import configure_logging
     from app.worker import run_worker
 
     settings = get_settings()
     configure_logging(settings)
+    worker_metrics.start(settings)  # Prometheus endpoint of the worker process
     asyncio.run(run_worker(settings))
 
 

@@ -21,6 +21,7 @@ import structlog
 from psycopg import sql
 
 from app import worker
+from app.logging import request_ids
 from app.metrics import (
     OUTBOX_BACKLOG,
     OUTBOX_DEAD_LETTERS,
@@ -70,12 +71,19 @@ class Relay:
                     "outbox.apply_failed",
                     consumer=consumer.name,
                     events=len(ids),
+                    request_ids=request_ids(e.payload for e in events),
                     dead_lettered=dead,
                     error=str(exc)[:200],
                 )
                 return len(ids), False
             await outbox.ack(conn, consumer.name, ids)
         OUTBOX_RELAYED.labels(consumer.name).inc(len(ids))
+        log.info(
+            "outbox.relayed",
+            consumer=consumer.name,
+            events=len(ids),
+            request_ids=request_ids(e.payload for e in events),
+        )
         return len(ids), True
 
     async def drain(self, stop: asyncio.Event | None = None) -> int:

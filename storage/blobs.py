@@ -20,7 +20,7 @@ def create_minio(
     region: str = "us-east-1",
 ) -> Minio:
     http = urllib3.PoolManager(
-        timeout=urllib3.Timeout(connect=2.0, read=30.0),
+        timeout=urllib3.Timeout(connect=2.0, read=10.0),
         maxsize=32,
         retries=urllib3.Retry(total=2, backoff_factor=0.1, status_forcelist=[502, 503, 504]),
     )

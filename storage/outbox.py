@@ -7,6 +7,7 @@ Delivery is at-least-once: a consumer must apply events idempotently, guarded by
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -15,6 +16,10 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 NOTIFY_CHANNEL = "polyshop_outbox"
+
+# The id of the request (or job) whose transaction writes events; `emit` copies it into
+# each event's payload as `request_id`, so the worker can log which request caused what.
+CORRELATION_ID: ContextVar[str | None] = ContextVar("polyshop_correlation_id", default=None)
 
 
 @dataclass(frozen=True)
@@ -48,10 +53,14 @@ async def emit(
     payload: dict[str, Any] | None = None,
 ) -> None:
     """Record an event inside the caller's transaction (never commits)."""
+    body = dict(payload or {})
+    correlation_id = CORRELATION_ID.get()
+    if correlation_id is not None:
+        body.setdefault("request_id", correlation_id)
     await conn.execute(
         "INSERT INTO outbox (aggregate, aggregate_id, event_type, version, payload)"
         " VALUES (%s, %s, %s, %s, %s)",
-        (aggregate, aggregate_id, event_type, version, Jsonb(payload or {})),
+        (aggregate, aggregate_id, event_type, version, Jsonb(body)),
     )
 
 

@@ -16,6 +16,14 @@ def connect_kwargs(
     return {
         "application_name": application_name,
         "options": f"-c search_path={schema},public -c statement_timeout={statement_timeout_ms}",
+        # Client-side bounds: libpq waits forever by default, and a vanished host would
+        # otherwise hold a query (or LISTEN) until the kernel's TCP timeout.
+        "connect_timeout": 5,
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 15_000,
     }
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from contextvars import ContextVar
 
 import structlog
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from storage.outbox import CORRELATION_ID
 
 log = structlog.get_logger()
 
@@ -23,7 +24,8 @@ HEADER = "X-Request-ID"
 # for a UUID or a trace id, short enough to keep log lines small.
 _WELL_FORMED = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
-_request_id: ContextVar[str | None] = ContextVar("polyshop_request_id", default=None)
+# One variable for the whole process: the outbox copies it into the events a request writes.
+_request_id = CORRELATION_ID
 
 
 def current_request_id() -> str | None:
