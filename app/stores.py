@@ -13,7 +13,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
-from analytics.duck import AnalyticsStore, create_analytics_store
+from analytics.duck import AnalyticsStore, SandboxLimits, create_analytics_store
 from app.settings import Settings
 from search.engine import SearchEngine, create_search_engine
 from storage.blobs import create_minio
@@ -58,7 +58,10 @@ async def open_stores(
         secure=settings.s3_secure,
         region=settings.s3_region,
     )
-    analytics = create_analytics_store(settings.duckdb_path)
+    analytics = create_analytics_store(
+        settings.duckdb_path,
+        SandboxLimits(settings.analytics_memory_limit, settings.analytics_threads),
+    )
     stores = Stores(settings, pg, redis, search, blobs, analytics)
     log.info("stores.opened", search_engine=settings.search_engine, schema=settings.database_schema)
     try:

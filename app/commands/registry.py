@@ -7,10 +7,16 @@ from typing import Any
 
 import typer
 
+from app.commands.etl import etl_cli
 from app.commands.images import images_cli
 from app.commands.keys import keys
 from app.commands.search import search_cli
 from app.commands.seed import seed
 
-COMMAND_GROUPS: dict[str, typer.Typer] = {"keys": keys, "search": search_cli, "images": images_cli}
+COMMAND_GROUPS: dict[str, typer.Typer] = {
+    "keys": keys,
+    "search": search_cli,
+    "images": images_cli,
+    "etl": etl_cli,
+}
 COMMANDS: list[Callable[..., Any]] = [seed]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.routes import images, orders, products, search
+from app.routes import analytics, etl, images, orders, products, search
 
 ROUTERS: list[APIRouter] = [
     products.router,
@@ -12,4 +12,6 @@ ROUTERS: list[APIRouter] = [
     images.router,
     orders.router,
     search.router,
+    analytics.router,
+    etl.router,
 ]

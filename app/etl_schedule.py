@@ -1,0 +1,73 @@
+"""Glue between the settings/metrics of the app and the ETL engine (etl/): the job
+factory, metric recording, and the worker's cron task."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import structlog
+from croniter import croniter
+
+from analytics.duck import AnalyticsStore
+from app.metrics import ETL_DATA_AGE, ETL_LAST_SUCCESS, ETL_ROWS, ETL_RUN_DURATION
+from app.settings import Settings
+from app.stores import Stores
+from etl.runner import AlreadyRunning, EtlConfig, EtlJob, RunResult
+from etl.tables import CONFIGURATIONS
+
+log = structlog.get_logger()
+
+
+def etl_job(settings: Settings) -> EtlJob:
+    return EtlJob(
+        EtlConfig(
+            database_url=settings.database_url,
+            schema=settings.database_schema,
+            duckdb_path=settings.duckdb_path,
+            configuration=CONFIGURATIONS[settings.etl_tables],
+            snapshot_grace_s=settings.etl_snapshot_grace_s,
+            threads=settings.etl_threads,
+            memory_limit=settings.etl_memory_limit,
+            pause_after_table_s=settings.etl_test_pause_s,
+        )
+    )
+
+
+def watch_data_age(store: AnalyticsStore) -> None:
+    """Export the published snapshot's data age, computed at scrape time."""
+    ETL_DATA_AGE.set_function(store.data_age_s)
+
+
+def record_metrics(result: RunResult) -> None:
+    ETL_RUN_DURATION.labels(result.kind, result.status).observe(result.duration_s)
+    if result.status == "succeeded":
+        ETL_LAST_SUCCESS.set_to_current_time()
+        for table, rows in result.rows.items():
+            ETL_ROWS.labels(table).inc(rows)
+
+
+async def etl_schedule_task(stores: Stores, stop: asyncio.Event) -> None:
+    """Run the ETL on `settings.etl_cron`. Every worker runs this loop; the advisory lock
+    lets exactly one of them copy at a time (the others log and wait for the next tick)."""
+    settings = stores.settings
+    watch_data_age(stores.analytics)
+    if not settings.etl_schedule_enabled:
+        await stop.wait()
+        return
+    job = etl_job(settings)
+    ticks = croniter(settings.etl_cron, datetime.now(UTC))
+    while not stop.is_set():
+        due: datetime = ticks.get_next(datetime)
+        delay = (due - datetime.now(UTC)).total_seconds()
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=max(0.0, delay))
+            return
+        except TimeoutError:
+            pass
+        try:
+            result = await asyncio.to_thread(job.run)
+        except AlreadyRunning:
+            log.info("etl.schedule_skipped", reason="another run holds the lock")
+            continue
+        record_metrics(result)

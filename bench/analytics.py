@@ -1,0 +1,339 @@
+"""Benchmark of the analytical copy: ETL throughput, incremental vs full, DuckDB vs Postgres.
+
+    uv run python -m bench.analytics [--lines 1000000]
+
+In its own Postgres schema and temp directory (both removed afterwards):
+1. generates a shop (orders with 4 lines each) with SQL in Postgres;
+2. baselines: a raw `COPY (SELECT ...) TO STDOUT` of the same rows, read by psycopg and
+   thrown away, in text format (the issue's `COPY ... TO STDOUT`, the default format) and
+   in binary format (what the ETL's loader reads); alternated with
+3. loader A (the one the ETL uses): DuckDB's postgres extension, full refresh, best of
+   `--rounds`; loader B: psycopg `COPY ... TO STDOUT (FORMAT csv)` into a file, then
+   DuckDB `read_csv` with the column types of A's tables, into a new DuckDB file;
+4. an empty incremental run (the fixed cost of a run), then incremental runs after
+   changing 1% of the order lines (and 1% of the orders) against the full refresh;
+5. 10 analytics queries on Postgres and on the DuckDB copy: one warm-up each, then
+   `--rounds` alternating rounds (best of), and the two engines' results compared.
+
+Both engines bucket time in UTC: the Postgres session runs with TimeZone=UTC and the
+copy holds UTC timestamps. Postgres keeps its defaults (work_mem 4MB, JIT on, 2 parallel
+workers) and the indexes the schema has (every primary key, order_lines(product_id),
+orders(customer_id, ...), orders(created_at)); work_mem=64MB and jit=off were tried and
+were not faster on these queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import decimal
+import math
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg
+
+from analytics.duck import AnalyticsStore
+from etl import engine
+from etl.runner import EtlConfig, EtlJob
+from etl.tables import SHOP
+from storage import migrate
+
+QUERIES: list[tuple[str, str]] = [
+    (
+        "revenue by day",
+        """SELECT date_trunc('day', o.created_at) AS d,
+            sum(l.quantity * l.unit_price_minor) AS revenue
+       FROM order_lines l JOIN orders o ON o.id = l.order_id
+      WHERE o.status <> 'cancelled' GROUP BY 1 ORDER BY 1""",
+    ),
+    (
+        "top products",
+        """SELECT p.id, p.name, sum(l.quantity * l.unit_price_minor) AS revenue
+       FROM order_lines l JOIN products p ON p.id = l.product_id
+      GROUP BY p.id, p.name ORDER BY revenue DESC LIMIT 20""",
+    ),
+    (
+        "category mix",
+        """SELECT split_part(p.category, '/', 1) AS c,
+            sum(l.quantity * l.unit_price_minor) AS revenue
+       FROM order_lines l JOIN products p ON p.id = l.product_id GROUP BY 1 ORDER BY 2 DESC""",
+    ),
+    (
+        "repeat customers",
+        """SELECT count(*) FILTER (WHERE n > 1) * 1.0 / count(*) FROM (
+        SELECT customer_id, count(*) AS n FROM orders GROUP BY customer_id) s""",
+    ),
+    (
+        "average order value by month",
+        """SELECT date_trunc('month', created_at), avg(total_minor)
+       FROM orders GROUP BY 1 ORDER BY 1""",
+    ),
+    (
+        "units per status",
+        """SELECT o.status, sum(l.quantity), count(DISTINCT l.order_id)
+       FROM order_lines l JOIN orders o ON o.id = l.order_id GROUP BY 1 ORDER BY 1""",
+    ),
+    (
+        "revenue by country",
+        """SELECT c.country, sum(l.quantity * l.unit_price_minor)
+       FROM order_lines l JOIN orders o ON o.id = l.order_id
+       JOIN customers c ON c.id = o.customer_id GROUP BY 1 ORDER BY 2 DESC""",
+    ),
+    (
+        "distinct buyers per product",
+        """SELECT l.product_id, count(DISTINCT o.customer_id) AS b
+       FROM order_lines l JOIN orders o ON o.id = l.order_id
+      GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10""",
+    ),
+    (
+        "basket size histogram",
+        """SELECT n, count(*) FROM (
+        SELECT order_id, sum(quantity) AS n FROM order_lines GROUP BY order_id) s
+      GROUP BY n ORDER BY n""",
+    ),
+    (
+        "price band revenue",
+        # integer arithmetic on both engines ("/" on integers divides exactly in DuckDB
+        # but truncates in Postgres): each band is named by its lower bound
+        """SELECT unit_price_minor - unit_price_minor % 10000 AS band, count(*),
+            sum(quantity * unit_price_minor)
+       FROM order_lines GROUP BY 1 ORDER BY 1""",
+    ),
+]
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def generate(conn: psycopg.Connection[Any], lines: int) -> None:
+    orders = lines // 4
+    customers = max(100, orders // 10)
+    conn.execute(
+        """INSERT INTO customers (email, name, country)
+           SELECT 'c' || g || '@bench.test', 'Customer ' || g,
+                  (ARRAY['DE','FR','US','GB','NL','ES','IT','PL'])[1 + g %% 8]
+             FROM generate_series(1, %s) g""",
+        (customers,),
+    )
+    conn.execute(
+        """INSERT INTO products (sku, name, category, brand, price_minor, stock)
+           SELECT 'sku-' || g, 'Product ' || g,
+                  (ARRAY['Furniture/Chairs','Lamps/Desk','Books/SF','Garden/Tools'])[1 + g % 4],
+                  'brand' || (g % 50), 100 + (g * 7919) % 50000, 1000
+             FROM generate_series(1, 5000) g"""
+    )
+    conn.execute(
+        """INSERT INTO orders (customer_id, status, currency, total_minor, created_at)
+           SELECT 1 + (g * 7) %% %s, (ARRAY['pending','paid','shipped','cancelled'])[1 + g %% 4],
+                  'USD', 0, now() - (g %% 365) * interval '1 day'
+             FROM generate_series(1, %s) g""",
+        (customers, orders),
+    )
+    conn.execute(
+        """INSERT INTO order_lines
+           SELECT o.id, l, p.id, p.sku, p.name, 1 + (o.id + l) % 3, p.price_minor, 'USD'
+             FROM orders o CROSS JOIN generate_series(1, 4) l
+             JOIN products p ON p.id = 1 + (o.id * 31 + l * 17) % 5000"""
+    )
+    conn.execute(
+        """UPDATE orders o SET total_minor = s.t FROM (
+             SELECT order_id, sum(quantity * unit_price_minor) AS t FROM order_lines
+              GROUP BY order_id) s WHERE s.order_id = o.id"""
+    )
+    conn.execute("ANALYZE")
+
+
+def raw_copy(conn: psycopg.Connection[Any], fmt: str = "binary") -> int:
+    """Baseline: COPY of every copied table in `fmt` (text, binary), read and discarded."""
+    total = 0
+    for spec in SHOP.tables:
+        with conn.cursor().copy(
+            f'COPY (SELECT * FROM "{spec.name}") TO STDOUT (FORMAT {fmt})'
+        ) as cp:
+            for block in cp:
+                total += len(block)
+    return total
+
+
+def extension_scan(url: str, schema: str) -> None:
+    """The ceiling of any load through the extension: read every column, store nothing.
+
+    Same engine, settings and parallel scan as the ETL's writer, minus building, writing
+    and publishing the DuckDB file.
+    """
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        engine.writer(Path(tmp) / "scan.duckdb", url, 2, "1GB") as duck,
+    ):
+        for spec in SHOP.tables:
+            cols = [r[0] for r in duck.execute(f'DESCRIBE pg."{schema}"."{spec.name}"').fetchall()]
+            counts = ", ".join(f'count("{c}")' for c in cols)
+            duck.execute(f'SELECT {counts} FROM pg."{schema}"."{spec.name}"').fetchall()
+
+
+def psycopg_csv_loader(conn: psycopg.Connection[Any], reference: Path, target: Path) -> None:
+    """Loader B: psycopg COPY csv -> file -> DuckDB read_csv with the reference's types."""
+    with duckdb.connect(str(reference), read_only=True) as ref:
+        types = {
+            spec.name: ref.execute(f'DESCRIBE "{spec.name}"').fetchall() for spec in SHOP.tables
+        }
+    with duckdb.connect(str(target)) as duck, tempfile.TemporaryDirectory() as tmp:
+        for spec in SHOP.tables:
+            path = Path(tmp) / f"{spec.name}.csv"
+            with (
+                open(path, "wb") as out,
+                conn.cursor().copy(
+                    f'COPY (SELECT * FROM "{spec.name}") TO STDOUT (FORMAT csv)'
+                ) as cp,
+            ):
+                for block in cp:
+                    out.write(block)
+            columns = ", ".join(f"'{name}': '{kind}'" for name, kind, *_ in types[spec.name])
+            duck.execute(
+                f"CREATE TABLE \"{spec.name}\" AS SELECT * FROM read_csv('{path}', "
+                f"header = false, columns = {{{columns}}})"
+            )
+        duck.execute("CHECKPOINT")
+
+
+def best_of(n: int, fn: Callable[[], Any]) -> float:
+    return min(timed(fn) for _ in range(n))
+
+
+def _norm(value: Any) -> Any:
+    """One engine-neutral form: instants as naive UTC, numbers to 9 significant digits."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    if isinstance(value, int | float | decimal.Decimal) and not isinstance(value, bool):
+        return float(f"{float(value):.9g}")
+    return value
+
+
+def _rows(con: psycopg.Connection[Any] | duckdb.DuckDBPyConnection, sql: str) -> list[Any]:
+    return [tuple(_norm(v) for v in row) for row in con.execute(sql).fetchall()]
+
+
+def compare_queries(
+    conn: psycopg.Connection[Any], duck: duckdb.DuckDBPyConnection, rounds: int
+) -> list[float]:
+    """Per query: warm both engines up, alternate them `rounds` times, compare results."""
+    ratios = []
+    print(f"{'query':32} {'postgres':>10} {'duckdb':>10} {'ratio':>7}  same result")
+    for name, sql in QUERIES:
+        same = sorted(_rows(conn, sql), key=repr) == sorted(_rows(duck, sql), key=repr)
+        pg_s, dk_s = math.inf, math.inf
+        for _ in range(rounds):
+            pg_s = min(pg_s, timed(lambda: conn.execute(sql).fetchall()))  # noqa: B023
+            dk_s = min(dk_s, timed(lambda: duck.execute(sql).fetchall()))  # noqa: B023
+        ratios.append(pg_s / dk_s)
+        print(
+            f"{name:32} {pg_s * 1000:9.1f}ms {dk_s * 1000:9.1f}ms {pg_s / dk_s:6.1f}x"
+            f"  {'yes' if same else 'NO'}"
+        )
+    return ratios
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lines", type=int, default=1_000_000, help="order lines to generate")
+    parser.add_argument("--url", default="postgresql://polyshop@127.0.0.1:55432/polyshop")
+    parser.add_argument("--rounds", type=int, default=3, help="repetitions (best of)")
+    args = parser.parse_args()
+
+    schema = f"bench_analytics_{uuid.uuid4().hex[:8]}"
+    migrate.upgrade(args.url, schema)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-analytics-"))
+    conn = psycopg.connect(
+        args.url, autocommit=True, options=f"-c search_path={schema} -c TimeZone=UTC"
+    )
+    try:
+        gen_s = timed(lambda: generate(conn, args.lines))
+        rows = {
+            s.name: conn.execute(f'SELECT count(*) FROM "{s.name}"').fetchone()[0]  # type: ignore[index]
+            for s in SHOP.tables
+        }
+        total_rows = sum(rows.values())
+        print(f"generated {rows} in {gen_s:.1f} s (schema {schema})")
+
+        job = EtlJob(EtlConfig(args.url, schema, workdir / "shop.duckdb", SHOP))
+        first = job.run("full")  # also installs the change-log triggers
+        assert first.status == "succeeded", first.error
+        # alternate the baselines and the ETL so that load from other processes on the
+        # shared machine hits them alike; best of `rounds` each
+        text_s = binary_s = scan_s = full_s = math.inf
+        for _ in range(args.rounds):
+            text_s = min(text_s, timed(lambda: raw_copy(conn, "text")))
+            binary_s = min(binary_s, timed(lambda: raw_copy(conn, "binary")))
+            scan_s = min(scan_s, timed(lambda: extension_scan(args.url, schema)))
+            full = job.run("full")
+            assert full.status == "succeeded", full.error
+            full_s = min(full_s, full.duration_s)
+        reference = job.store.current_snapshot()
+        csv_s = best_of(
+            1, lambda: psycopg_csv_loader(conn, reference, workdir / f"b-{time.time()}.duckdb")
+        )
+
+        for label, base_s in (("text", text_s), ("binary", binary_s)):
+            print(f"raw COPY {label}: {total_rows / base_s:,.0f} rows/s ({base_s:.2f} s)")
+        print(
+            f"extension scan only (read, store nothing): {total_rows / scan_s:,.0f} rows/s"
+            f" ({scan_s:.2f} s) -> ratio vs raw COPY text {text_s / scan_s:.2f},"
+            f" binary {binary_s / scan_s:.2f}"
+        )
+        print(
+            f"ETL full (postgres extension): {total_rows / full_s:,.0f} rows/s ({full_s:.2f} s)"
+            f" -> ratio vs raw COPY text {text_s / full_s:.2f}, binary {binary_s / full_s:.2f}"
+        )
+        print(
+            f"loader B psycopg COPY csv -> DuckDB: {total_rows / csv_s:,.0f} rows/s ({csv_s:.2f} s)"
+            f" -> extension is {csv_s / full_s:.2f}x faster"
+        )
+
+        empty = min(job.run("incremental").duration_s for _ in range(args.rounds))
+        print(f"empty incremental run (fixed cost): {empty:.2f} s")
+        changed = rows["order_lines"] // 100
+        incr_s = math.inf
+        for r in range(args.rounds):
+            conn.execute(
+                "UPDATE order_lines SET quantity = quantity + 1 "
+                "WHERE (order_id * 4 + line_no) %% 100 = %s",
+                (7 + r,),
+            )
+            conn.execute(
+                "UPDATE orders SET status = 'shipped', updated_at = now() WHERE id %% 100 = %s",
+                (3 + r,),
+            )
+            incr = job.run("incremental")
+            assert incr.status == "succeeded", incr.error
+            incr_s = min(incr_s, incr.duration_s)
+            print(f"  incremental {r + 1}: {incr.duration_s:.2f} s rows={incr.rows}")
+        print(
+            f"incremental with ~{changed:,} changed lines: {incr_s:.2f} s"
+            f" -> full / incremental = {full_s / incr_s:.1f}x"
+        )
+
+        store = AnalyticsStore(workdir / "shop.duckdb")
+        with store.connect_readonly() as duck:
+            ratios = compare_queries(conn, duck, max(args.rounds, 5))
+        geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+        print(f"geometric mean DuckDB speed-up over Postgres: {geo:.1f}x")
+    finally:
+        conn.close()
+        with psycopg.connect(args.url, autocommit=True) as c:
+            c.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

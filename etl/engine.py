@@ -1,0 +1,103 @@
+"""The ETL's DuckDB writer: one in-memory engine per process, snapshot files attached to it.
+
+Loading the postgres extension costs ~0.12-0.13 s of CPU per DuckDB instance (measured,
+even when the library is already mapped), about a quarter of an incremental run. So a
+process keeps one in-memory instance per writer configuration with the extension loaded,
+and each run attaches its own snapshot file to it (`snap`, made the default catalog with
+`USE`) and Postgres (`pg`), and detaches both at the end. Detaching closes the file;
+the runner then fsyncs, renames and publishes it exactly as before.
+
+Runs in one process are serialized by a lock (the attached names are instance-wide).
+Runs of one schema never overlap anyway (the Postgres advisory lock); runs of different
+schemas in the same process wait for each other instead of running side by side.
+If cleaning up after a failed run fails, the engine is thrown away, so no file can stay
+attached to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+
+from analytics.extensions import load_extension
+
+SNAPSHOT = "snap"  # the attached snapshot file (default catalog during a run)
+POSTGRES = "pg"  # the attached source database
+
+_lock = threading.Lock()
+_engines: dict[tuple[int, str], duckdb.DuckDBPyConnection] = {}
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _engine(threads: int, memory_limit: str) -> duckdb.DuckDBPyConnection:
+    key = (threads, memory_limit)
+    engine = _engines.get(key)
+    if engine is None:
+        engine = duckdb.connect(
+            ":memory:",
+            config={
+                "threads": threads,
+                "memory_limit": memory_limit,
+                "autoload_known_extensions": False,
+                "autoinstall_known_extensions": False,
+            },
+        )
+        try:
+            # FSST string compression took a large share of a full load's CPU (sku,
+            # name) for little gain: dictionary encoding already compresses these
+            # columns (the file is ~18 MB either way; docs/benchmarks.md). A SET, not a
+            # connect option: DuckDB 1.5 silently ignores it in the connect config.
+            engine.execute("SET GLOBAL disabled_compression_methods = 'fsst'")
+            # Any implicit timestamptz <-> timestamp conversion in the writer is UTC (the
+            # ETL converts explicitly; this only makes a slip harmless). Not a connect
+            # option: the setting belongs to the built-in ICU extension.
+            engine.execute("SET GLOBAL TimeZone = 'UTC'")
+            load_extension(engine, "postgres")
+        except BaseException:
+            engine.close()
+            raise
+        _engines[key] = engine
+    return engine
+
+
+def _discard(threads: int, memory_limit: str) -> None:
+    engine = _engines.pop((threads, memory_limit), None)
+    if engine is not None:
+        with contextlib.suppress(duckdb.Error):
+            engine.close()
+
+
+@contextlib.contextmanager
+def writer(
+    path: Path, database_url: str, threads: int, memory_limit: str
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection whose default catalog is the snapshot file `path`, Postgres as `pg`.
+
+    On exit (success or not) both are detached, which closes the file; a transaction
+    still open is rolled back first.
+    """
+    with _lock:
+        duck = _engine(threads, memory_limit).cursor()
+        try:
+            duck.execute(f"ATTACH {_lit(str(path))} AS {SNAPSHOT}")
+            duck.execute(f"USE {SNAPSHOT}")
+            duck.execute(f"ATTACH {_lit(database_url)} AS {POSTGRES} (TYPE postgres, READ_ONLY)")
+            yield duck
+        finally:
+            try:
+                with contextlib.suppress(duckdb.Error):
+                    duck.execute("ROLLBACK")  # only if the run left one open
+                duck.execute("USE memory")
+                duck.execute(f"DETACH DATABASE IF EXISTS {POSTGRES}")
+                duck.execute(f"DETACH DATABASE IF EXISTS {SNAPSHOT}")
+                duck.close()
+            except BaseException:
+                _discard(threads, memory_limit)
+                raise
