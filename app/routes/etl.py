@@ -79,7 +79,9 @@ async def list_runs(
     return {"running": bool(row and row["running"]), "runs": runs}
 
 
-@router.get("/runs/{run_id}", response_model=EtlRunOut)
+@router.get(
+    "/runs/{run_id}", response_model=EtlRunOut, responses={404: {"description": "no such run"}}
+)
 async def get_run(run_id: int, stores: StoresDep, _admin: AdminDep) -> dict[str, Any]:
     run = await _get_run(stores, run_id)
     if run is None:

@@ -41,8 +41,9 @@ class EtlRunIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["incremental", "full", "backfill"] = "incremental"
-    backfill_from: datetime | None = None
-    backfill_to: datetime | None = None
+    # strict: a date-time string, as the schema says (lax mode would read 0 as Unix time)
+    backfill_from: datetime | None = Field(None, strict=True, description="UTC if no offset")
+    backfill_to: datetime | None = Field(None, strict=True, description="UTC if no offset")
 
     @model_validator(mode="after")
     def _range(self) -> EtlRunIn:
