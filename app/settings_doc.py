@@ -1,7 +1,7 @@
 """Render the configuration reference (a Markdown table) from `Settings`.
 
-`uv run python -m app.settings_doc` prints it (`--write` updates README.md); the README embeds it between markers and
-`tests/unit/test_readme.py` fails when the two drift apart.
+`uv run python -m app.settings_doc` prints it (`--write` updates README.md); the README
+embeds it between markers and `tests/unit/test_readme.py` fails when the two drift apart.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from app.deps import StoresDep
 from app.images import service
 from app.images.problems import ContentTooLarge, InvalidField, UnsupportedMediaType
 from app.images.receive import FILE_FIELD, SPOOL_MEMORY_BYTES, receive_form
+from app.metrics import IMAGE_UPLOAD_BYTES
 from app.problems import Conflict, NotFound, Problem
 from app.schemas.images import (
     DirectUploadComplete,
@@ -22,6 +23,7 @@ from app.schemas.images import (
     ImageList,
     ImageOut,
 )
+from app.schemas.json_types import TEXT_PATTERN
 from app.stores import Stores
 from storage import images
 from storage.image_blobs import ImageBlobs, MultipartRejected, incoming_key
@@ -46,8 +48,12 @@ _MULTIPART_BODY: dict[str, Any] = {
                     "required": [FILE_FIELD],
                     "properties": {
                         FILE_FIELD: {"type": "string", "format": "binary"},
-                        "alt_text": {"type": "string", "maxLength": 1000},
-                        "position": {"type": "integer", "minimum": 0},
+                        "alt_text": {
+                            "type": "string",
+                            "maxLength": 1000,
+                            "pattern": TEXT_PATTERN,
+                        },
+                        "position": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
                     },
                 }
             }
@@ -72,6 +78,8 @@ def _alt_text(raw: str | None) -> str:
     text = (raw or "").strip()
     if len(text) > 1000:
         raise InvalidField("alt_text", "at most 1000 characters")
+    if "\x00" in text:  # Postgres text cannot hold it
+        raise InvalidField("alt_text", "must not contain NUL characters")
     return text
 
 
@@ -111,11 +119,13 @@ async def upload_image(
         alt_text = _alt_text(form.fields.get("alt_text"))
         processed = await service.process_file(stores, form.file)
         timings = {"receive": form.receive_s, **processed.timings}
+        received = form.file_size
     saved = await service.store_processed(
         stores, product_id, processed, alt_text=alt_text, position=position, timings=timings
     )
     await service.product_changed(request, product_id, saved.product_version)
     service.observe(timings)
+    IMAGE_UPLOAD_BYTES.inc(received)
     if not saved.created:
         response.status_code = status.HTTP_200_OK
     return service.image_out(stores, saved.row)
@@ -135,8 +145,10 @@ async def list_images(product_id: int, stores: StoresDep) -> ImageList:
     return ImageList(items=[service.image_out(stores, row) for row in rows])
 
 
+# `:int` (digits only): `DELETE .../images/uploads` is then no image id but the uploads
+# resource, which has no DELETE: 405, not a 422 about image_id
 @router.delete(
-    "/products/{product_id}/images/{image_id}",
+    "/products/{product_id}/images/{image_id:int}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete an image; its blobs go too when no other image uses them",
     responses={**_ERRORS, 404: {"description": "no such image on this product"}},
@@ -248,6 +260,7 @@ async def complete_direct_upload(
             raise Conflict("nothing has been uploaded to the presigned URL yet")
         try:
             processed, timings = await _verify(stores, upload.object_key, incoming.size)
+            received = incoming.size
         except (ContentTooLarge, InvalidField, UnsupportedMediaType) as exc:
             verdict = exc  # verification failed: forget the upload and its object for good
         else:
@@ -267,6 +280,7 @@ async def complete_direct_upload(
         raise verdict
     await service.product_changed(request, product_id, saved.product_version)
     service.observe(timings)
+    IMAGE_UPLOAD_BYTES.inc(received)
     if not saved.created:
         response.status_code = status.HTTP_200_OK
     return service.image_out(stores, saved.row)

@@ -11,14 +11,15 @@ import base64
 import binascii
 import contextlib
 import json
+import re
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import Annotated, Any
 
 import psycopg
 import psycopg_pool
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi import Path as PathParam
+from pydantic import WithJsonSchema
 
 from app.auth import AdminDep
 from app.cache_consumer import build_product_cache
@@ -26,7 +27,7 @@ from app.deps import StoresDep, get_stores
 from app.images import service as product_images
 from app.problems import Conflict, NotFound, PreconditionFailed, Problem
 from app.schemas.products import (
-    MAX_PRICE,
+    PRICE_PATTERN,
     ProductIn,
     ProductOut,
     ProductPage,
@@ -45,9 +46,24 @@ MAX_PAGE = 200
 BIGINT_MAX = 2**63 - 1
 
 ProductId = Annotated[int, PathParam(ge=1, le=BIGINT_MAX, description="product id")]
+# One entity tag of ours (strong or weak) or `*`. A malformed value is refused with 422
+# naming the header; a well-formed tag of another version is a 412. Documented as a
+# string (no null: an absent header is "no precondition") that is `*` or matches the
+# tag pattern; `*` stands apart because schemathesis' coverage phase finds no value
+# for the combined pattern and seeds the header with an invalid one.
+ENTITY_TAG_PATTERN = r'^(W/)?"[0-9]{1,19}"$'
+_ENTITY_TAG = re.compile(ENTITY_TAG_PATTERN)
 IfMatch = Annotated[
     str | None,
-    Header(description='`"<version>"` from the ETag; 412 if the product has moved on'),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "const": "*"},
+                {"type": "string", "pattern": ENTITY_TAG_PATTERN},
+            ]
+        }
+    ),
+    Header(description='`"<version>"` from the ETag, or `*`; 412 if the product has moved on'),
 ]
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such product (or deleted)"}}
@@ -111,23 +127,24 @@ def _respond(entry: Entry, status: int = 200, **headers: str) -> Response:
 
 def _expected_version(if_match: str | None) -> int | None:
     """The version named by If-Match (None: no precondition). `*` only needs the product
-    to exist. A list or an unknown tag cannot match a current version: 412."""
-    if if_match is None or if_match.strip() == "*":
+    to exist. A tag beyond any version (> bigint) is -1, which matches none: 412."""
+    if if_match is None:
         return None
-    tag = if_match.strip().removeprefix("W/")
-    if len(tag) >= 3 and tag[0] == tag[-1] == '"' and tag[1:-1].isdigit():
-        version = int(tag[1:-1])
-        if version <= BIGINT_MAX:
-            return version
-    raise PreconditionFailed(f"If-Match {if_match!r} names no version of this product")
+    value = if_match.strip()
+    if value == "*":
+        return None
+    if not _ENTITY_TAG.match(value):
+        raise _invalid("If-Match", 'must be `*` or one entity tag such as `"3"`', "header")
+    version = int(value.removeprefix("W/").strip('"'))
+    return version if version <= BIGINT_MAX else -1
 
 
-def _invalid(field: str, message: str) -> Problem:
+def _invalid(field: str, message: str, location: str = "body") -> Problem:
     return Problem(
         f"invalid input: {field}",
         status=422,
         title="Unprocessable Content",
-        errors=[{"field": field, "location": "body", "message": message}],
+        errors=[{"field": field, "location": location, "message": message}],
     )
 
 
@@ -194,8 +211,6 @@ async def update_product(
     request: Request,
     if_match: IfMatch = None,
 ) -> Response:
-    if nulls := body.null_fields():
-        raise _invalid(", ".join(nulls), "null is not allowed; omit the field to keep it")
     changes = body.to_changes()
     if not changes:
         raise _invalid("body", "no field to change")
@@ -249,8 +264,8 @@ async def list_products(
         str | None, Query(max_length=500, description="path prefix, e.g. `Furniture/Chairs`")
     ] = None,
     brand: Annotated[str | None, Query(max_length=300)] = None,
-    min_price: Annotated[Decimal | None, Query(ge=0, le=MAX_PRICE, decimal_places=2)] = None,
-    max_price: Annotated[Decimal | None, Query(ge=0, le=MAX_PRICE, decimal_places=2)] = None,
+    min_price: Annotated[str | None, Query(pattern=PRICE_PATTERN)] = None,
+    max_price: Annotated[str | None, Query(pattern=PRICE_PATTERN)] = None,
     status: Status | None = None,
 ) -> ProductPage:
     where = products.ProductFilter(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
+
+from app.schemas.json_types import JSON_INTEGER, TEXT_PATTERN
 
 
 class RenditionOut(BaseModel):
@@ -48,12 +50,10 @@ MIN_PART_BYTES = 5 * 1024 * 1024  # S3: every part but the last
 
 
 class DirectUploadIn(BaseModel):
-    alt_text: str = Field("", max_length=1000)
-    position: int | None = Field(None, ge=0, le=1_000_000)
-    parts: int = Field(
+    alt_text: str = Field("", max_length=1000, pattern=TEXT_PATTERN)
+    position: Annotated[int, Field(ge=0, le=1_000_000), JSON_INTEGER] | None = None
+    parts: Annotated[int, Field(ge=1, le=10_000), JSON_INTEGER] = Field(
         1,
-        ge=1,
-        le=10_000,
         description="1: one presigned PUT; more: an S3 multipart upload with one presigned "
         "PUT per part (each part but the last at least 5 MiB)",
     )
@@ -76,7 +76,7 @@ class DirectUploadOut(BaseModel):
 
 
 class UploadedPart(BaseModel):
-    part_number: int = Field(ge=1, le=10_000)
+    part_number: Annotated[int, Field(ge=1, le=10_000), JSON_INTEGER]
     etag: str = Field(min_length=1, max_length=200)
 
 

@@ -4,10 +4,11 @@ strings ("199.99"): prices are kept in minor units with two decimals."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.schemas.json_types import JSON_INTEGER
 from storage.orders import Order
 
 MAX_ID = 2**63 - 1  # Postgres bigint
@@ -23,11 +24,11 @@ def format_minor(minor: int) -> str:
 
 
 class OrderItemIn(BaseModel):
-    # strict: "5", 5.0 and true are not product ids or quantities
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid")
 
-    product_id: int = Field(ge=1, le=MAX_ID)
-    quantity: int = Field(ge=1, le=MAX_QUANTITY)
+    # JSON Schema integers: "5" and true are not product ids or quantities, 5.0 is 5
+    product_id: Annotated[int, Field(ge=1, le=MAX_ID), JSON_INTEGER]
+    quantity: Annotated[int, Field(ge=1, le=MAX_QUANTITY), JSON_INTEGER]
 
 
 class OrderIn(BaseModel):

@@ -9,38 +9,72 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_serializer
+from pydantic import (
+    MISSING,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_serializer,
+)
 
 from app.schemas.images import ImageOut
+from app.schemas.json_types import JSON_INTEGER, NOT_BLANK_TEXT_PATTERN, TEXT_PATTERN
 from storage.products import Product
 
 MINOR_PER_UNIT = 100  # every supported currency has two decimals (validated below)
-MAX_PRICE = Decimal("1000000000000")  # keeps price_minor well inside bigint
 
 Status = Literal["active", "draft", "archived"]
-Sku = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-Text = Annotated[str, StringConstraints(max_length=20_000)]
-Label = Annotated[str, StringConstraints(max_length=300)]
-Category = Annotated[str, StringConstraints(max_length=500)]
+# Not blank, so the schema says what stripping the surrounding whitespace leaves valid;
+# no NUL anywhere (Postgres text).
+Sku = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=64, pattern=NOT_BLANK_TEXT_PATTERN
+    ),
+]
+Name = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=300, pattern=NOT_BLANK_TEXT_PATTERN
+    ),
+]
+Text = Annotated[str, StringConstraints(max_length=20_000, pattern=TEXT_PATTERN)]
+Label = Annotated[str, StringConstraints(max_length=300, pattern=TEXT_PATTERN)]
+Category = Annotated[str, StringConstraints(max_length=500, pattern=TEXT_PATTERN)]
+# A decimal string only (design.md), described exactly by its pattern: at most 12
+# digits keep price_minor well inside bigint; [0-9], not \d (other scripts' digits).
+PRICE_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,2})?$"
 Price = Annotated[
-    Decimal,
+    str,
+    StringConstraints(pattern=PRICE_PATTERN),
     Field(
-        ge=0,
-        le=MAX_PRICE,
-        decimal_places=2,
-        allow_inf_nan=False,
         description='decimal string with at most 2 decimals, e.g. "199.99"',
         examples=["199.99"],
     ),
 ]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
-Stock = Annotated[int, Field(ge=0, le=2_147_483_647)]
-Attributes = Annotated[dict[Annotated[str, StringConstraints(max_length=100)], Label], Field()]
+
+Stock = Annotated[int, Field(ge=0, le=2_147_483_647), JSON_INTEGER]
+AttributeName = Annotated[str, StringConstraints(max_length=100, pattern=TEXT_PATTERN)]
+# Spelled out: for a key with a pattern pydantic writes `patternProperties`, which leaves
+# keys outside the pattern (and their values) unconstrained.
+Attributes = Annotated[
+    dict[AttributeName, Label],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "propertyNames": {"maxLength": 100, "pattern": TEXT_PATTERN},
+            "additionalProperties": {"type": "string", "maxLength": 300, "pattern": TEXT_PATTERN},
+            "description": "names and values are strings",
+        }
+    ),
+]
 
 
-def price_to_minor(price: Decimal) -> int:
-    return int(price * MINOR_PER_UNIT)
+def price_to_minor(price: Decimal | str) -> int:
+    return int(Decimal(price) * MINOR_PER_UNIT)
 
 
 def minor_to_price(minor: int) -> str:
@@ -67,30 +101,33 @@ class ProductIn(BaseModel):
         return row
 
 
+def _at_least_one_field(schema: dict[str, Any]) -> None:
+    schema["minProperties"] = 1  # an empty patch is a 422 ("no field to change")
+
+
 class ProductPatch(BaseModel):
-    """Partial update: only the fields sent change. null is not a value of any field."""
+    """Partial update: only the fields sent change; null is not a value of any field."""
 
-    model_config = ConfigDict(extra="forbid")
+    # A field not sent is MISSING: no type of the schema, left out of model_dump. So a
+    # null is refused by validation (422 naming the field) and the schema says no null.
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_at_least_one_field)
 
-    sku: Sku | None = None
-    name: Name | None = None
-    description: Text | None = None
-    brand: Label | None = None
-    category: Category | None = None
-    price: Price | None = None
-    currency: Currency | None = None
-    stock: Stock | None = None
-    attributes: Attributes | None = None
-    status: Status | None = None
+    sku: Sku | MISSING = MISSING
+    name: Name | MISSING = MISSING
+    description: Text | MISSING = MISSING
+    brand: Label | MISSING = MISSING
+    category: Category | MISSING = MISSING
+    price: Price | MISSING = MISSING
+    currency: Currency | MISSING = MISSING
+    stock: Stock | MISSING = MISSING
+    attributes: Attributes | MISSING = MISSING
+    status: Status | MISSING = MISSING
 
     def to_changes(self) -> dict[str, Any]:
-        changes = self.model_dump(exclude_unset=True, exclude={"price"})
-        if "price" in self.model_fields_set and self.price is not None:
+        changes = self.model_dump(exclude={"price"})
+        if self.price is not MISSING:
             changes["price_minor"] = price_to_minor(self.price)
         return changes
-
-    def null_fields(self) -> list[str]:
-        return sorted(f for f in self.model_fields_set if getattr(self, f) is None)
 
 
 class ProductOut(BaseModel):

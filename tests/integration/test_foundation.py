@@ -12,7 +12,6 @@ import pytest
 from app.settings import Settings
 from app.stores import Stores
 from storage import outbox
-from tests.support.auth import bearer
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from PIL import ExifTags, Image
+from prometheus_client import REGISTRY
 
 from app.images import service
 from app.main import create_app
@@ -797,3 +798,31 @@ async def test_deleting_a_pending_image_leaves_no_work_and_no_blobs(
         assert deleted.status_code == 204
     assert await make_pending(stores) == 0
     assert await object_keys(stores) == []
+
+
+def _uploaded_bytes() -> float:
+    return REGISTRY.get_sample_value("polyshop_image_upload_bytes_total") or 0.0
+
+
+async def test_accepted_upload_bytes_are_counted(
+    client: httpx.AsyncClient, admin: dict[str, str], product: int
+) -> None:
+    """polyshop_image_upload_bytes_total (the Grafana dashboard's upload panel): the
+    bytes received of each accepted upload, multipart and direct; refusals add nothing."""
+    data = make_image("PNG", size=(40, 30), color=(1, 2, 3), mode="RGB")
+    before = _uploaded_bytes()
+    assert (await upload(client, admin, product, data)).status_code == 201
+    assert _uploaded_bytes() == before + len(data)
+
+    refused = await upload(client, admin, product, HTML, filename="x.html")
+    assert refused.status_code == 415
+    assert _uploaded_bytes() == before + len(data)
+
+    ticket = (
+        await client.post(f"/products/{product}/images/uploads", json={}, headers=admin)
+    ).json()
+    direct = _jpeg_with_gps()
+    async with httpx.AsyncClient() as raw:
+        assert (await raw.put(ticket["url"], content=direct)).status_code == 200
+    assert (await client.post(ticket["complete_url"], headers=admin)).status_code == 201
+    assert _uploaded_bytes() == before + len(data) + len(direct)

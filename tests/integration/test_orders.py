@@ -169,6 +169,8 @@ async def test_bad_input_is_4xx_naming_the_field(client: httpx.AsyncClient, stor
         ({"items": [{"product_id": 2**70, "quantity": 1}]}, "items.0.product_id"),
         ({"items": [{"product_id": "abc", "quantity": 1}]}, "items.0.product_id"),
         ({"items": [{"product_id": 1.5, "quantity": 1}]}, "items.0.product_id"),
+        ({"items": [{"product_id": product, "quantity": True}]}, "items.0.quantity"),
+        ({"items": [{"product_id": product, "quantity": "1"}]}, "items.0.quantity"),
         ({"items": [{"product_id": product}]}, "items.0.quantity"),
         ({"items": []}, "items"),
         ({"items": [{"product_id": product, "quantity": 1}] * 101}, "items"),
@@ -190,15 +192,22 @@ async def test_bad_input_is_4xx_naming_the_field(client: httpx.AsyncClient, stor
     no_key = await client.post(
         "/orders", json={"items": [{"product_id": product, "quantity": 1}]}, headers=auth
     )
-    assert no_key.status_code == 400
+    assert no_key.status_code == 422
     assert "Idempotency-Key" in no_key.json()["detail"]
     long_key = await client.post(
         "/orders",
         json={"items": [{"product_id": product, "quantity": 1}]},
         headers={**auth, "Idempotency-Key": "k" * 256},
     )
-    assert long_key.status_code == 400
+    assert long_key.status_code == 422
     assert "Idempotency-Key" in long_key.json()["detail"]
+    blank_key = await client.post(
+        "/orders",
+        json={"items": [{"product_id": product, "quantity": 1}]},
+        headers={**auth, "Idempotency-Key": "  "},
+    )
+    assert blank_key.status_code == 422
+    assert "Idempotency-Key" in blank_key.json()["detail"]
 
     for path in ("/orders/abc", "/orders/0", f"/orders/{2**70}"):
         response = await client.get(path, headers=auth)
@@ -390,5 +399,6 @@ async def test_openapi_documents_the_orders_api(client: httpx.AsyncClient) -> No
         schema["paths"]
     )
     post = schema["paths"]["/orders"]["post"]
-    assert "Idempotency-Key" in [p["name"] for p in post["parameters"]]
+    key_header = next(p for p in post["parameters"] if p["name"] == "Idempotency-Key")
+    assert key_header["required"] is True
     assert set(schema["paths"]["/orders/{order_id}"]) == {"get", "delete"}
