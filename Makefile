@@ -1,5 +1,6 @@
 # One task runner for people and CI (.ci/run is `make test`).
-#   make run    the stack, migrations, seed data, API on http://127.0.0.1:8000 and worker
+#   make run    the stack, migrations, seed data, API replicas behind nginx on
+#               http://127.0.0.1:8000 (POLYSHOP_API_REPLICAS, default 2) and the worker
 #   make test   the stack (started and stopped again if it was not running), then pytest
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -45,8 +46,12 @@ run: install
 	$(UV) run python -m devstack up
 	$(UV) run polyshop migrate
 	$(UV) run polyshop seed --if-empty
+	@# the seed writes no outbox events: build the index and the analytical copy from Postgres
+	$(UV) run polyshop search reindex
+	$(UV) run polyshop etl run || [ $$? -eq 75 ]  # 75: the worker's scheduled run holds the lock
 	$(UV) run python -m devstack run-app
-	@echo "API: http://127.0.0.1:8000/docs   logs: uv run python -m devstack logs api -f"
+	@echo "API: http://127.0.0.1:8000/docs (nginx in front of $${POLYSHOP_API_REPLICAS:-2} replicas on 8001..)"
+	@echo "logs: uv run python -m devstack logs api_8001 -f   (also api_8002, worker, nginx)"
 	@echo "stop everything: make stop"
 
 stop: stack-down

@@ -1,5 +1,8 @@
 """The native dev stack: Postgres, Redis, OpenSearch and MinIO on fixed loopback ports,
-installed and supervised under ``.devstack/`` (no Docker needed).
+installed and supervised under ``.devstack/`` (no Docker needed); ``run_app`` adds the
+app (API replicas behind nginx, worker). ``POLYSHOP_DEVSTACK_DIR`` and
+``POLYSHOP_DEVSTACK_PORT_OFFSET`` (or ``instance(name, offset)`` for the functions'
+``layout`` argument) select a second, independent instance.
 
 CLI: ``python -m devstack up|down|status|start|stop|kill|logs|run-app|stop-app|run-tests``;
 ``cli`` is that typer app, for mounting elsewhere (``polyshop stack``).
@@ -7,6 +10,8 @@ CLI: ``python -m devstack up|down|status|start|stop|kill|logs|run-app|stop-app|r
 
 from devstack._api import (
     ServiceStatus,
+    api_replicas,
+    api_url,
     down,
     is_up,
     kill_service,
@@ -19,13 +24,14 @@ from devstack._api import (
     stop_app,
     stop_service,
     up,
+    wait_app_ready,
     wait_ready,
 )
 from devstack._cli import cli
-from devstack._config import Program, app_programs
+from devstack._config import Program, app_programs, default_replicas
 from devstack._install import InstallError
-from devstack._paths import LAYOUT, Layout
-from devstack._services import SERVICES, URLS, service_env
+from devstack._paths import LAYOUT, Layout, instance, layout_from_env
+from devstack._services import SERVICES, URLS, Ports, ports, service_env, urls
 from devstack._supervisor import StackError
 
 __all__ = [
@@ -34,16 +40,23 @@ __all__ = [
     "URLS",
     "InstallError",
     "Layout",
+    "Ports",
     "Program",
     "ServiceStatus",
     "StackError",
+    "api_replicas",
+    "api_url",
     "app_programs",
     "cli",
+    "default_replicas",
     "down",
+    "instance",
     "is_up",
     "kill_service",
+    "layout_from_env",
     "log_path",
     "opensearch_config_dir",
+    "ports",
     "run_app",
     "run_tests",
     "service_env",
@@ -52,5 +65,7 @@ __all__ = [
     "stop_app",
     "stop_service",
     "up",
+    "urls",
+    "wait_app_ready",
     "wait_ready",
 ]

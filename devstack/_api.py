@@ -8,22 +8,31 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+import xmlrpc.client
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_fixed,
+)
 
 from devstack import _config, _install, _ready, _supervisor
 from devstack._config import Program
 from devstack._paths import LAYOUT, Layout
 from devstack._progress import Steps, console
-from devstack._services import PORTS, SERVICES, URLS, service_env
+from devstack._services import SERVICES, ports, service_env, urls
 from devstack._supervisor import StackError
 
 APP_START_TIMEOUT = 30.0
+APP_READY_TIMEOUT = 90.0  # importing the app takes a while on a busy 2-core machine
+START_ATTEMPTS = 5
 
 
 class _NotSettled(Exception):
@@ -78,10 +87,10 @@ def _install_all(layout: Layout, steps: Steps) -> None:
             future.result()
 
 
-def _ports_in_use() -> list[str]:
+def _ports_in_use(layout: Layout) -> list[str]:
     busy = []
-    for name, ports in PORTS.items():
-        for port in ports:
+    for name, numbers in ports(layout).by_service().items():
+        for port in numbers:
             with socket.socket() as sock:
                 sock.settimeout(0.2)
                 if sock.connect_ex(("127.0.0.1", port)) == 0:
@@ -91,7 +100,7 @@ def _ports_in_use() -> list[str]:
 
 def _wait_all_ready(layout: Layout, names: Sequence[str], steps: Steps) -> None:
     def one(name: str) -> None:
-        with steps.step(f"{name} ready  {URLS[name]}"):
+        with steps.step(f"{name} ready  {urls(layout)[name]}"):
             wait_ready(name, layout=layout)
 
     with ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
@@ -160,12 +169,13 @@ def up(
             _config.save_app_programs(layout, extra_programs)
         apps = _config.load_app_programs(layout)
         _config.write_opensearch_config(layout)
-        _config.write_if_changed(layout.services_env, _config.render_services_env())
+        nginx_changed = _config.write_nginx_conf(layout, apps)
+        _config.write_if_changed(layout.services_env, _config.render_services_env(layout))
         changed = _config.write_if_changed(
             layout.supervisord_conf, _config.render_supervisord_conf(layout, apps)
         )
         if _supervisor.supervisord_pid(layout) is None:
-            if busy := _ports_in_use():
+            if busy := _ports_in_use(layout):
                 raise StackError(
                     f"ports already in use by processes devstack does not manage: {busy}"
                 )
@@ -184,12 +194,66 @@ def up(
         if apps:
             with steps.step(f"start {', '.join(p.name for p in apps)}"):
                 _start_app_programs(layout, apps)
-    return service_env()
+            if nginx_changed:
+                _reload_nginx(layout)
+            if any(p.name == "api" for p in apps):
+                with steps.step(f"API ready  {api_url(layout=layout)}"):
+                    wait_app_ready(layout=layout)
+    return service_env(layout)
 
 
-def run_app(progress: bool = True, *, layout: Layout = LAYOUT) -> dict[str, str]:
-    """``up`` plus the app's API (127.0.0.1:8000) and worker, supervised like the services."""
-    return up(progress, extra_programs=_config.app_programs(), layout=layout)
+def _reload_nginx(layout: Layout) -> None:
+    """A running nginx keeps its old upstream list (its program did not change, only
+    the file it reads): SIGHUP makes it re-read the file without dropping requests."""
+    nginx = _supervisor.process_info(layout).get("nginx")
+    if nginx is not None and nginx["statename"] == "RUNNING":
+        _supervisor.call(layout, "signalProcess", "nginx", "HUP")
+
+
+def run_app(
+    progress: bool = True,
+    *,
+    replicas: int | None = None,
+    env: Mapping[str, str] | None = None,
+    layout: Layout = LAYOUT,
+) -> dict[str, str]:
+    """``up`` plus the app: ``replicas`` API processes (default ``POLYSHOP_API_REPLICAS``
+    or 2) on ports 8001.. behind nginx on 127.0.0.1:8000, and the worker, supervised
+    like the services. ``env`` adds settings to every app process."""
+    programs = _config.app_programs(replicas, layout=layout, env=env)
+    return up(progress, extra_programs=programs, layout=layout)
+
+
+def api_url(*, layout: Layout = LAYOUT) -> str:
+    """The load balancer in front of the API replicas started by ``run_app``."""
+    return f"http://127.0.0.1:{ports(layout).api}"
+
+
+def wait_app_ready(timeout: float = APP_READY_TIMEOUT, *, layout: Layout = LAYOUT) -> None:
+    """Block until every running API replica and nginx answer ``GET /healthz``."""
+    info = _supervisor.process_info(layout)
+    urls_to_probe = [
+        f"http://127.0.0.1:{key.rsplit('_', 1)[1]}/healthz"
+        for key in api_replicas(layout=layout)
+        if info[key]["statename"] == "RUNNING"
+    ]
+    urls_to_probe.append(f"{api_url(layout=layout)}/healthz")
+    for url in urls_to_probe:
+        try:
+            _ready.wait_http_ok(url, timeout)
+        except Exception as exc:
+            raise StackError(f"{url} did not answer 200 within {timeout:.0f}s: {exc!r}") from exc
+
+
+def api_replicas(*, layout: Layout = LAYOUT) -> list[str]:
+    """The supervisord names (``api:api_<port>``) of the running app's API replicas."""
+    if _supervisor.supervisord_pid(layout) is None:
+        return []
+    return sorted(
+        key
+        for key, proc in _supervisor.process_info(layout).items()
+        if proc["group"] == "api" and key.startswith("api:")
+    )
 
 
 def stop_app(progress: bool = True, *, layout: Layout = LAYOUT) -> None:
@@ -220,7 +284,7 @@ def is_up(*, layout: Layout = LAYOUT) -> bool:
 def status(*, layout: Layout = LAYOUT) -> list[ServiceStatus]:
     """One entry per service (and app process), from supervisord's point of view."""
     if _supervisor.supervisord_pid(layout) is None:
-        return [ServiceStatus(name, "DOWN", None, URLS[name]) for name in SERVICES]
+        return [ServiceStatus(name, "DOWN", None, urls(layout)[name]) for name in SERVICES]
     result = []
     for key, proc in _supervisor.process_info(layout).items():
         if ":" in key and proc["group"] == proc["name"]:
@@ -231,11 +295,19 @@ def status(*, layout: Layout = LAYOUT) -> list[ServiceStatus]:
                 name=name,
                 state=proc["statename"],
                 pid=proc["pid"] or None,
-                url=URLS.get(proc["group"], ""),
+                url=_program_url(layout, proc),
             )
         )
     order = {n: i for i, n in enumerate(SERVICES)}
     return sorted(result, key=lambda s: (order.get(s.name, len(order)), s.name))
+
+
+def _program_url(layout: Layout, proc: dict[str, Any]) -> str:
+    if proc["group"] == "nginx":
+        return api_url(layout=layout)
+    if proc["group"] == "api":
+        return f"http://127.0.0.1:{proc['name'].rsplit('_', 1)[1]}"
+    return urls(layout).get(proc["group"], "")
 
 
 def _require_supervisord(layout: Layout) -> None:
@@ -244,12 +316,27 @@ def _require_supervisord(layout: Layout) -> None:
 
 
 def start_service(name: str, wait: bool = True, *, layout: Layout = LAYOUT) -> None:
-    """Start one service (no-op if running) and, with ``wait``, until it is ready."""
+    """Start one service (no-op if running) and, with ``wait``, until it is ready.
+
+    A service that exits at once is started again a few times: our ports lie in the
+    kernel's ephemeral range, so right after a crash a client socket may briefly hold
+    the port ("Address already in use")."""
     _require_supervisord(layout)
-    if _supervisor.process_info(layout)[name]["statename"] not in ("RUNNING", "STARTING"):
-        _supervisor.call(layout, "startProcess", name, True)
-    if wait and name in SERVICES:
-        wait_ready(name, layout=layout)
+
+    def start_once() -> None:
+        if _supervisor.process_info(layout)[name]["statename"] not in ("RUNNING", "STARTING"):
+            _supervisor.call(layout, "startProcess", name, True)
+        if wait and name in SERVICES:
+            wait_ready(name, layout=layout)
+
+    for attempt in Retrying(
+        stop=stop_after_attempt(START_ATTEMPTS),
+        wait=wait_fixed(2),
+        retry=retry_if_exception_type((_ready.ServiceFailed, xmlrpc.client.Fault)),
+        reraise=True,
+    ):
+        with attempt:
+            start_once()
 
 
 def stop_service(name: str, *, layout: Layout = LAYOUT) -> None:

@@ -49,13 +49,19 @@ def up(
 
 
 @cli.command("run-app")
-def run_app() -> None:
-    """``up`` plus the app's API (http://127.0.0.1:8000) and worker, under supervisord."""
+def run_app(
+    replicas: Annotated[
+        int | None,
+        typer.Option(min=1, help="API processes behind nginx [env POLYSHOP_API_REPLICAS; 2]"),
+    ] = None,
+) -> None:
+    """``up`` plus N API replicas behind nginx (http://127.0.0.1:8000) and the worker."""
     try:
-        _api.run_app()
-    except (StackError, InstallError) as exc:
+        _api.run_app(replicas=replicas)
+    except (StackError, InstallError, ValueError) as exc:
         _fail(exc)
     status()
+    console.print(f"API (nginx): {_api.api_url()}")
 
 
 @cli.command("stop-app")

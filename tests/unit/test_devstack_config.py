@@ -1,0 +1,125 @@
+"""devstack's generated configuration: instances, port offsets, API replicas behind nginx.
+Pure functions; no service is started."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import devstack
+from devstack import _config
+from devstack._paths import DEFAULT_ROOT, layout_from_env
+
+
+def test_default_instance_is_dot_devstack() -> None:
+    layout = layout_from_env({})
+    assert layout == devstack.Layout(DEFAULT_ROOT)
+    assert layout.bin_dir == DEFAULT_ROOT / "bin"
+    assert devstack.service_env(layout=layout)["POLYSHOP_DATABASE_URL"].endswith(
+        "@127.0.0.1:55432/polyshop"
+    )
+    assert devstack.api_url(layout=layout) == "http://127.0.0.1:8000"
+
+
+def test_env_selects_a_second_instance_that_shares_the_binaries(tmp_path: Path) -> None:
+    layout = layout_from_env(
+        {"POLYSHOP_DEVSTACK_DIR": str(tmp_path), "POLYSHOP_DEVSTACK_PORT_OFFSET": "1000"}
+    )
+    assert layout.root == tmp_path
+    assert layout.data("postgres") == tmp_path / "data" / "postgres"
+    assert layout.bin_dir == DEFAULT_ROOT / "bin"  # MinIO is not built twice
+    env = devstack.service_env(layout=layout)
+    assert env["POLYSHOP_DATABASE_URL"] == "postgresql://polyshop@127.0.0.1:56432/polyshop"
+    assert env["POLYSHOP_REDIS_URL"] == "redis://127.0.0.1:57379/0"
+    assert env["POLYSHOP_SEARCH_URL"] == "http://127.0.0.1:60201"
+    assert env["POLYSHOP_S3_ENDPOINT"] == "127.0.0.1:60000"
+
+
+def test_instances_use_disjoint_ports() -> None:
+    used: dict[int, str] = {}
+    for offset in (0, 1000, 2000, 6000):
+        ports = devstack.Ports(offset)
+        numbers = [p for group in ports.by_service().values() for p in group]
+        numbers += [ports.api, ports.api + 1, ports.api + 2, ports.worker_metrics]
+        for port in numbers:
+            assert port not in used, f"offset {offset}: port {port} also used by {used[port]}"
+            used[port] = f"offset {offset}"
+
+
+def test_offset_6000_keeps_service_ports_out_of_the_ephemeral_range() -> None:
+    numbers = [p for group in devstack.Ports(6000).by_service().values() for p in group]
+    assert all(60999 < port < 65536 for port in numbers)
+
+
+def test_app_programs_run_replicas_behind_nginx() -> None:
+    layout = devstack.instance("unit", 1000)
+    programs = {p.name: p for p in devstack.app_programs(3, layout=layout, env={"X": "1"})}
+    assert set(programs) == {"api", "worker", "nginx"}
+    api = programs["api"]
+    assert (api.numprocs, api.numprocs_start) == (3, 9001)
+    assert "%(process_num)d" in api.command
+    assert api.env["X"] == "1" and programs["worker"].env["X"] == "1"
+    assert programs["worker"].env["POLYSHOP_WORKER_METRICS_PORT"] == "10101"
+    nginx = programs["nginx"]
+    assert "daemon off;" in nginx.command and str(layout.nginx_conf) in nginx.command
+    assert nginx.stopsignal == "QUIT"
+
+
+def test_replicas_default_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POLYSHOP_API_REPLICAS", raising=False)
+    assert devstack.default_replicas() == 2
+    monkeypatch.setenv("POLYSHOP_API_REPLICAS", "3")
+    assert devstack.default_replicas() == 3
+    monkeypatch.setenv("POLYSHOP_API_REPLICAS", "0")
+    with pytest.raises(ValueError, match="at least 1"):
+        devstack.default_replicas()
+
+
+def test_supervisord_names_replicas_by_port() -> None:
+    layout = devstack.instance("unit", 1000)
+    api = devstack.app_programs(2, layout=layout)[0]
+    text = _config.render_program(api, layout, app=True)
+    assert "numprocs=2" in text and "numprocs_start=9001" in text
+    assert "process_name=%(program_name)s_%(process_num)02d" in text
+    # the app reaches this instance's services, not the default ones
+    assert 'POLYSHOP_DATABASE_URL="postgresql://polyshop@127.0.0.1:56432/polyshop"' in text
+
+
+def test_nginx_conf_lists_every_replica_and_keeps_files_under_the_root(tmp_path: Path) -> None:
+    layout = devstack.Layout(tmp_path, port_offset=1000)
+    text = _config.render_nginx_conf(layout, [9001, 9002], 9000)
+    directives = "\n".join(line.split("#")[0] for line in text.splitlines())
+    assert "@" not in directives  # every placeholder filled
+    assert "server 127.0.0.1:9001 " in text and "server 127.0.0.1:9002 " in text
+    assert "listen 127.0.0.1:9000;" in text
+    assert "proxy_next_upstream error timeout http_502;" in text
+    assert f"pid {layout.nginx_run}/nginx.pid;" in text
+    assert "/etc/" not in directives and "/var/" not in directives
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+def test_nginx_accepts_the_generated_conf(tmp_path: Path) -> None:
+    layout = devstack.Layout(tmp_path, port_offset=1000)
+    layout.logs.mkdir(parents=True)
+    layout.nginx_run.mkdir(parents=True)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(_config.render_nginx_conf(layout, [9001, 9002], 9000))
+    done = subprocess.run(
+        [
+            "nginx",
+            "-t",
+            "-p",
+            str(layout.nginx_run),
+            "-e",
+            str(layout.logs / "e.log"),
+            "-c",
+            str(conf),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
