@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+# What a Postgres outage looks like to a caller: no pooled connection in time, or the
+# server gone mid-query. Background jobs catch these to wait quietly for its return.
+POSTGRES_DOWN: tuple[type[Exception], ...] = (PoolTimeout, psycopg.OperationalError)
 
 
 def connect_kwargs(

@@ -13,6 +13,7 @@ from app.metrics import IMAGE_GC_DELETED
 from app.stores import Stores
 from storage import images
 from storage.errors import StoreUnavailable
+from storage.postgres import POSTGRES_DOWN
 
 log = structlog.get_logger()
 
@@ -38,5 +39,7 @@ async def run_image_gc(stores: Stores, stop: asyncio.Event) -> None:
             await collect_once(stores)
         except StoreUnavailable as exc:
             log.warning("images.gc_skipped", store=exc.store, reason=exc.reason[:200])
+        except POSTGRES_DOWN as exc:
+            log.warning("images.gc_skipped", store="postgres", reason=str(exc)[:200])
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=stores.settings.image_gc_interval_s)

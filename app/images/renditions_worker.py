@@ -11,6 +11,7 @@ from app.images.service import image_blobs
 from app.stores import Stores
 from storage import images
 from storage.errors import StoreUnavailable
+from storage.postgres import POSTGRES_DOWN
 
 log = structlog.get_logger()
 
@@ -35,6 +36,8 @@ async def run_renditions(stores: Stores, stop: asyncio.Event) -> None:
             done = await make_pending(stores)
         except StoreUnavailable as exc:
             log.warning("images.renditions_waiting", store=exc.store, reason=exc.reason[:200])
+        except POSTGRES_DOWN as exc:
+            log.warning("images.renditions_waiting", store="postgres", reason=str(exc)[:200])
         if done == 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=stores.settings.image_renditions_poll_s)

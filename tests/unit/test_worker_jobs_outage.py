@@ -1,0 +1,39 @@
+"""Background image jobs wait quietly while Postgres is unreachable instead of crashing
+(and being restarted by the supervisor) every few seconds. No service is needed: every
+store points at a closed port."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from app.images.gc import run_image_gc
+from app.images.renditions_worker import run_renditions
+from app.stores import Stores, open_stores
+from app.worker import Task
+from tests.support.isolation import isolated_settings
+
+DEAD = {
+    "POLYSHOP_DATABASE_URL": "postgresql://polyshop@127.0.0.1:1/none",
+    "POLYSHOP_REDIS_URL": "redis://127.0.0.1:1/0",
+    "POLYSHOP_SEARCH_ENGINE": "opensearch",
+    "POLYSHOP_SEARCH_URL": "http://127.0.0.1:1",
+    "POLYSHOP_S3_ENDPOINT": "127.0.0.1:1",
+    "POLYSHOP_S3_ACCESS_KEY": "x",
+    "POLYSHOP_S3_SECRET_KEY": "y",
+}
+
+
+@pytest.mark.parametrize("task", [run_renditions, run_image_gc], ids=["renditions", "gc"])
+async def test_job_survives_postgres_outage(task: Task, tmp_path: Path) -> None:
+    settings = isolated_settings(DEAD, tmp_path, image_renditions_poll_s=0.2)
+    stop = asyncio.Event()
+    stores: Stores
+    async with open_stores(settings) as stores:
+        running: asyncio.Future[None] = asyncio.ensure_future(task(stores, stop))
+        await asyncio.sleep(6)  # longer than the pool's 5 s connection timeout
+        assert not running.done(), running.exception() if running.done() else None
+        stop.set()
+        await asyncio.wait_for(running, timeout=30)
