@@ -161,14 +161,7 @@ async def place(
             )
         )
         versions.append((product_id, row["version"]))
-        await outbox.emit(
-            conn,
-            aggregate="product",
-            aggregate_id=product_id,
-            event_type="product.upserted",
-            version=row["version"],
-            payload={"stock": row["stock"], "cause": "order.placed"},
-        )
+        await _emit_stock_change(conn, product_id, row, "order.placed")
     currencies = {line.currency for line in lines}
     if len(currencies) > 1:
         raise MixedCurrencies(currencies)
@@ -299,14 +292,7 @@ async def _restock(conn: AsyncConnection[Any], order: Order) -> list[tuple[int, 
         if row is None:
             continue
         versions.append((product_id, row["version"]))
-        await outbox.emit(
-            conn,
-            aggregate="product",
-            aggregate_id=product_id,
-            event_type="product.upserted",
-            version=row["version"],
-            payload={"stock": row["stock"], "cause": "order.cancelled"},
-        )
+        await _emit_stock_change(conn, product_id, row, "order.cancelled")
     return versions
 
 
@@ -370,3 +356,17 @@ def _dict(cur: Any, row: Any) -> dict[str, Any] | None:
     if row is None or isinstance(row, dict):
         return row
     return {col.name: value for col, value in zip(cur.description, row, strict=True)}
+
+
+async def _emit_stock_change(
+    conn: AsyncConnection[Any], product_id: int, row: dict[str, Any], cause: str
+) -> None:
+    """A stock change is a product change: caches and the index see the new version."""
+    await outbox.emit(
+        conn,
+        aggregate="product",
+        aggregate_id=product_id,
+        event_type="product.upserted",
+        version=row["version"],
+        payload={"stock": row["stock"], "cause": cause},
+    )

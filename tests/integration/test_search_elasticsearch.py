@@ -5,8 +5,6 @@ so these tests run only where a Docker engine answers (testcontainers)."""
 
 from __future__ import annotations
 
-import gc
-import warnings
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -19,21 +17,10 @@ from search.query import SearchParams, search_body, suggest_body
 from search.sync import apply_operations, bulk_operations
 from tests.support.services import docker_available
 
-
-def _docker_answers() -> bool:
-    # docker_available() leaves its client's socket to the garbage collector; collect it
-    # here so the ResourceWarning does not surface (as an error) somewhere else
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        answers = docker_available()
-        gc.collect()
-    return answers
-
-
 pytestmark = [
     pytest.mark.elasticsearch,
     pytest.mark.skipif(
-        not _docker_answers(),
+        not docker_available(),
         reason="Elasticsearch runs only in Docker (testcontainers) and no Docker engine answers",
     ),
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Iterator
 
 ENV_VARS = (
@@ -30,6 +31,17 @@ def _from_environment() -> dict[str, str] | None:
 
 
 def docker_available() -> bool:
+    """True when a Docker engine answers. The socket is probed first with a socket we
+    close ourselves: the Docker SDK leaves a failed connection's socket to the garbage
+    collector, which would surface as a ResourceWarning in some later test."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if host.startswith("unix://"):
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(3)
+                probe.connect(host.removeprefix("unix://"))
+        except OSError:
+            return False
     try:
         import docker
 
