@@ -8,7 +8,6 @@ elsewhere, since it stops and starts them through supervisord.
 from __future__ import annotations
 
 import asyncio
-import os
 
 import httpx
 import pytest
@@ -22,11 +21,13 @@ SERVICE_TO_STORE = {
     "opensearch": "search",
 }
 
-pytestmark = pytest.mark.skipif(
-    not devstack.is_up()
-    or os.environ.get("POLYSHOP_DATABASE_URL") != devstack.service_env()["POLYSHOP_DATABASE_URL"],
-    reason="needs the native dev stack serving this test session",
-)
+
+@pytest.fixture
+def native_stack(service_env: dict[str, str]) -> None:
+    """Skip unless this session's services are the native stack's (it stops them)."""
+    ours = devstack.service_env()["POLYSHOP_DATABASE_URL"]
+    if not devstack.is_up() or service_env["POLYSHOP_DATABASE_URL"] != ours:
+        pytest.skip("needs the native dev stack serving this test session")
 
 
 async def _ready_lines(client: httpx.AsyncClient) -> tuple[int, dict[str, str]]:
@@ -49,7 +50,7 @@ async def _wait_green(client: httpx.AsyncClient, timeout_s: float = 60) -> dict[
 
 @pytest.mark.parametrize("service", list(SERVICE_TO_STORE))
 async def test_fault_readyz_names_a_stopped_service_and_recovers(
-    client: httpx.AsyncClient, service: str
+    native_stack: None, client: httpx.AsyncClient, service: str
 ) -> None:
     await _wait_green(client)
     try:
