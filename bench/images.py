@@ -258,7 +258,7 @@ async def main(n: int, rounds: int, concurrency: int) -> None:
 
 
 def _drop_bucket(settings: Settings) -> None:
-    from storage.blobs import create_minio
+    from storage.blobs import create_minio, remove_bucket
 
     client = create_minio(
         settings.s3_endpoint,
@@ -266,12 +266,7 @@ def _drop_bucket(settings: Settings) -> None:
         secret_key=settings.s3_secret_key.get_secret_value(),
         secure=settings.s3_secure,
     )
-    if not client.bucket_exists(settings.s3_bucket):
-        return
-    names = [o.object_name for o in client.list_objects(settings.s3_bucket, recursive=True)]
-    for _ in client.remove_objects(settings.s3_bucket, (DeleteObject(n) for n in names if n)):
-        pass
-    client.remove_bucket(settings.s3_bucket)
+    remove_bucket(client, settings.s3_bucket)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import asyncio
 
 import urllib3
 from minio import Minio
+from minio.deleteobjects import DeleteObject
 
 
 def create_minio(
@@ -42,6 +43,16 @@ def ensure_bucket(client: Minio, bucket: str) -> None:
         except Exception:
             if not client.bucket_exists(bucket):
                 raise
+
+
+def remove_bucket(client: Minio, bucket: str) -> None:
+    """Delete every object of the bucket, then the bucket (no-op if it does not exist)."""
+    if not client.bucket_exists(bucket):
+        return
+    names = [o.object_name for o in client.list_objects(bucket, recursive=True)]
+    for error in client.remove_objects(bucket, (DeleteObject(n) for n in names if n)):
+        raise RuntimeError(f"could not delete {error.name} from {bucket}: {error.message}")
+    client.remove_bucket(bucket)
 
 
 async def ping(client: Minio, bucket: str) -> None:

@@ -10,12 +10,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import psycopg
-from minio.deleteobjects import DeleteObject
 
 from app.settings import Settings
 from search.engine import create_search_engine
 from storage import migrate
-from storage.blobs import create_minio
+from storage.blobs import create_minio, remove_bucket
 from storage.cache import create_redis
 
 
@@ -82,15 +81,7 @@ async def _drop_everything(settings: Settings) -> None:
             secret_key=settings.s3_secret_key.get_secret_value(),
             secure=settings.s3_secure,
         )
-        if not client.bucket_exists(settings.s3_bucket):
-            return
-        objects = client.list_objects(settings.s3_bucket, recursive=True)
-        errors = client.remove_objects(
-            settings.s3_bucket, (DeleteObject(o.object_name) for o in objects if o.object_name)
-        )
-        for _ in errors:
-            pass
-        client.remove_bucket(settings.s3_bucket)
+        remove_bucket(client, settings.s3_bucket)
 
     with contextlib.suppress(Exception):
         await asyncio.to_thread(drop_bucket)
