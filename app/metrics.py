@@ -44,7 +44,7 @@ OUTBOX_DEAD_LETTERS = Counter(
 # Product images
 IMAGE_UPLOAD_STAGE = Histogram(
     "polyshop_image_upload_stage_seconds",
-    "Time per image upload stage: receive, decode, encode, resize, store",
+    "Time per image upload stage: receive, decode, encode, resize, store (put: its blob puts)",
     ["stage"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )

@@ -1,7 +1,9 @@
-"""Image upload throughput: `POST /products/{id}/images` with ~1 MB JPEGs (renditions
-made inline) against a plain minio-py `put_object` of the same bytes, in the same run,
-once with renditions made inline and once with them deferred to the worker, plus
-where the upload time goes (receive, decode, encode, resize, store).
+"""Image upload throughput: `POST /products/{id}/images` with ~1 MB JPEGs against a plain
+minio-py `put_object` of the same bytes, in the same run, once with renditions made inline
+and once with them deferred to the worker (each image to a product of its own, like a
+catalogue import), and deferred again with every image to one product (like a gallery:
+those uploads serialize on the product row, whose version each image bumps), plus where
+the upload time goes (receive, decode, encode, resize, store, and the puts within store).
 
     uv run python -m bench.images [--images 24] [--rounds 3] [--concurrency 4]
 
@@ -36,7 +38,7 @@ from app.stores import Stores
 from storage import api_keys, migrate
 from storage.blobs import ensure_bucket
 
-STAGES = ("receive", "decode", "encode", "resize", "store")
+STAGES = ("receive", "decode", "encode", "resize", "store", "put")
 
 
 @dataclass
@@ -171,13 +173,17 @@ async def main(n: int, rounds: int, concurrency: int) -> None:
                 key = await api_keys.create_key(
                     conn, pepper=settings.api_key_pepper.get_secret_value(), role="admin"
                 )
+                # one product per image (a catalogue import: uploads to different products
+                # are independent) and one product for all (a gallery: they serialize on
+                # the product row, whose version each image bumps)
                 cur = await conn.execute(
-                    "INSERT INTO products (sku, name, price_minor) VALUES ('BENCH', 'Bench', 1)"
-                    " RETURNING id"
+                    "INSERT INTO products (sku, name, price_minor)"
+                    " SELECT 'BENCH-' || g, 'Bench ' || g, 1 FROM generate_series(0, %s) g"
+                    " RETURNING id",
+                    (n,),
                 )
-                row = await cur.fetchone()
-                assert row is not None
-                product = row["id"]
+                product_ids = [r["id"] for r in await cur.fetchall()]
+                shared_product = product_ids.pop()
             headers = {"Authorization": f"Bearer {key}"}
             # a second app on the same schema and bucket: renditions deferred to the worker
             deferred_app = create_app(settings.model_copy(update={"image_renditions": "worker"}))
@@ -191,8 +197,11 @@ async def main(n: int, rounds: int, concurrency: int) -> None:
                 ) as deferred_client,
             ):
 
-                def endpoint_of(c: httpx.AsyncClient) -> Callable[[int, bytes], Awaitable[None]]:
+                def endpoint_of(
+                    c: httpx.AsyncClient, *, one_product: bool = False
+                ) -> Callable[[int, bytes], Awaitable[None]]:
                     async def endpoint(i: int, data: bytes) -> None:
+                        product = shared_product if one_product else product_ids[i]
                         response = await c.post(
                             f"/products/{product}/images",
                             files={"file": (f"{i}.jpg", data, "image/jpeg")},
@@ -205,6 +214,7 @@ async def main(n: int, rounds: int, concurrency: int) -> None:
 
                 endpoint = endpoint_of(client)
                 deferred_endpoint = endpoint_of(deferred_client)
+                gallery_endpoint = endpoint_of(deferred_client, one_product=True)
 
                 async def raw_put(i: int, data: bytes) -> None:
                     await asyncio.to_thread(
@@ -221,12 +231,17 @@ async def main(n: int, rounds: int, concurrency: int) -> None:
                 raw = Result("raw minio put_object")
                 api = Result("POST /images (renditions inline)")
                 deferred = Result("POST /images (renditions deferred)")
+                gallery = Result("same, all to one product")
                 worker_s = 0.0
                 stages: dict[str, dict[str, tuple[float, float]]] = {}
                 for _ in range(rounds):
                     _add(raw, await _run(raw.name, images, concurrency, raw_put))
                     await _reset(stores)
-                    for total, one in ((api, endpoint), (deferred, deferred_endpoint)):
+                    for total, one in (
+                        (api, endpoint),
+                        (deferred, deferred_endpoint),
+                        (gallery, gallery_endpoint),
+                    ):
                         before = _stage_totals()
                         _add(total, await _run(total.name, images, concurrency, one))
                         _accumulate(stages.setdefault(total.name, {}), before, _stage_totals())
@@ -237,10 +252,11 @@ async def main(n: int, rounds: int, concurrency: int) -> None:
                             worker_s += time.perf_counter() - started
                         await _reset(stores)
         print(f"concurrency {concurrency}, {rounds} rounds, in-process ASGI app")
-        for result in (raw, api, deferred):
+        for result in (raw, api, deferred, gallery):
             print(result.line())
         print(f"throughput ratio inline / raw put:   {api.rate / raw.rate:.2f}x")
         print(f"throughput ratio deferred / raw put: {deferred.rate / raw.rate:.2f}x")
+        print(f"  all to one product / raw put:      {gallery.rate / raw.rate:.2f}x")
         print(f"worker renditions (1 task, sequential): {deferred.uploads / worker_s:.1f} images/s")
         print("where an upload's time goes (mean ms per upload, stage by stage):")
         for name, per_stage in stages.items():

@@ -13,12 +13,17 @@ What "normalise" means:
   profile is converted to sRGB first so colours survive the profile's removal;
 - the stored original keeps its format; renditions are WebP at fixed widths;
 - an upright RGB/greyscale JPEG is not re-encoded at all: its metadata segments are cut
-  out losslessly (storage/jpeg_strip.py) and the result is decoded to prove it whole.
-  Everything else (rotated, CMYK, PNG, WebP) is decoded and re-encoded.
+  out losslessly (storage/jpeg_strip.py), every header and table segment is checked as a
+  decoder would (storage/jpeg_tables.py), and the result is decoded to prove its
+  entropy-coded data whole - unless the caller defers that decode (`defer_decode`, used
+  when the worker makes the renditions: it decodes the pixels anyway, and removes an
+  image that fails there). Everything else (rotated, CMYK, PNG, WebP) is decoded and
+  re-encoded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import time
 from collections.abc import Sequence
@@ -28,6 +33,7 @@ from typing import IO, Any, Literal
 from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from storage.jpeg_strip import JpegStructureError, strip_jpeg_metadata
+from storage.jpeg_tables import JpegTables
 
 ImageFormat = Literal["jpeg", "png", "webp"]
 
@@ -71,6 +77,14 @@ class ProcessedImage:
     renditions: tuple[Rendition, ...]
     # seconds spent per stage, for the benchmark's breakdown and the stage histogram
     timings: dict[str, float] = field(default_factory=dict)
+    # False: checked up to the entropy-coded data, pixels not decoded yet (defer_decode)
+    decoded: bool = True
+    # of `data`: the content address. Computed here, in the caller's processing thread,
+    # not later on the event loop (1 MB takes about a millisecond)
+    sha256: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha256", hashlib.sha256(self.data).hexdigest())
 
     @property
     def content_type(self) -> str:
@@ -89,9 +103,17 @@ def sniff(head: bytes) -> ImageFormat | None:
 
 
 def process(
-    fp: IO[bytes], *, max_pixels: int, rendition_widths: Sequence[int] = (200, 800)
+    fp: IO[bytes],
+    *,
+    max_pixels: int,
+    rendition_widths: Sequence[int] = (200, 800),
+    defer_decode: bool = False,
 ) -> ProcessedImage:
-    """Validate and normalise the image in `fp` (seekable); raise ImageRejected if unfit."""
+    """Validate and normalise the image in `fp` (seekable); raise ImageRejected if unfit.
+
+    `defer_decode`: when nothing here needs the pixels (no renditions, a JPEG kept
+    as it is), stop after the header and table checks; `ProcessedImage.decoded` is then
+    False and whoever decodes it later must treat a failure as a rejection."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     fp.seek(0)
@@ -102,7 +124,9 @@ def process(
     if fmt is None:
         raise ImageRejected("type", "the file is not a JPEG, PNG or WebP image")
     if fmt == "jpeg":
-        lossless = _jpeg_without_reencoding(fp, max_pixels, rendition_widths, timings, started)
+        lossless = _jpeg_without_reencoding(
+            fp, max_pixels, rendition_widths, timings, started, defer_decode=defer_decode
+        )
         if lossless is not None:
             return lossless
         started = time.perf_counter()
@@ -126,6 +150,8 @@ def _jpeg_without_reencoding(
     widths: Sequence[int],
     timings: dict[str, float],
     started: float,
+    *,
+    defer_decode: bool,
 ) -> ProcessedImage | None:
     """The fast path for the common JPEG (upright, RGB or greyscale): cut the metadata
     segments out instead of re-encoding (lossless, and about as fast as a copy), then
@@ -140,11 +166,15 @@ def _jpeg_without_reencoding(
     if len(raw) > LOSSLESS_JPEG_MAX_BYTES:
         return None
     encode_started = time.perf_counter()
+    tables = JpegTables()
     try:
-        stripped = strip_jpeg_metadata(raw)
+        stripped = strip_jpeg_metadata(raw, tables)
     except JpegStructureError as exc:
         raise ImageRejected("corrupt", f"the image cannot be decoded: {exc}") from exc
     timings["encode"] = time.perf_counter() - encode_started
+    if defer_decode and not widths and tables.checked:
+        timings["decode"] = time.perf_counter() - started - timings["encode"]
+        return ProcessedImage("jpeg", stripped, width, height, (), timings, decoded=False)
     target = max(widths, default=1)  # no renditions: decode at 1/8, just to validate
     draft = (target, max(1, -(-height * target // width)))
     image = _decode(io.BytesIO(stripped), "jpeg", max_pixels, draft=draft)

@@ -21,7 +21,6 @@ How:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import tempfile
 import time
 import uuid
@@ -127,10 +126,12 @@ async def _lock_content(conn: Conn, sha256: str, *, shared: bool) -> None:
     await conn.execute(f"SELECT {fn}(hashtextextended(%s, 0))", ("product-image:" + sha256,))
 
 
+_PRODUCT_EXISTS = "SELECT 1 FROM products WHERE id = %s AND deleted_at IS NULL"
+_LOCK_PRODUCT = _PRODUCT_EXISTS + " FOR NO KEY UPDATE"
+
+
 async def product_exists(conn: Conn, product_id: int) -> bool:
-    cur = await conn.execute(
-        "SELECT 1 FROM products WHERE id = %s AND deleted_at IS NULL", (product_id,)
-    )
+    cur = await conn.execute(_PRODUCT_EXISTS, (product_id,))
     return await cur.fetchone() is not None
 
 
@@ -165,8 +166,9 @@ async def save_image(
 ) -> SavedImage:
     """Store the blobs (unless the same content is already stored) and then the row.
     `created` is False when this product already had this image. A processed image
-    without renditions (deferred to the worker) gets a pending row."""
-    sha = hashlib.sha256(processed.data).hexdigest()
+    without renditions (deferred to the worker) gets a pending row. ProductNotFound
+    if the product does not exist (checked before anything is put)."""
+    sha = processed.sha256
     key = original_key(sha, EXTENSIONS[processed.format])
     # none made (deferred to the worker): an empty list and a pending row
     widths = sorted(set(rendition_widths)) if processed.renditions else []
@@ -179,26 +181,34 @@ async def save_image(
     started = time.perf_counter()
     try:
         async with pool.connection() as conn, conn.transaction():
+            # The content lock first, in a statement of its own: the next one must read
+            # what was committed before we held the lock (its snapshot starts after it).
             await _lock_content(conn, sha, shared=True)
+            found, ready = await _product_and_ready_renditions(conn, product_id, sha)
+            if not found:
+                raise ProductNotFound(product_id)
             pending = bool(rendition_widths) and not processed.renditions
-            ready = await _ready_renditions(conn, sha)
             if ready is not None:
                 # A row with this content and its renditions exists, and our shared lock
                 # keeps GC away: its blobs are there, nothing to put.
                 renditions, pending = ready, False
             else:
                 wrote = True
+                put_started = time.perf_counter()
                 # Renditions first, original last: see storage/image_blobs.py.
                 for meta, rendition in zip(renditions, processed.renditions, strict=True):
                     await blobs.put(meta["key"], rendition.data, rendition.content_type)
                 # No HEAD first: a put of the same content-addressed bytes is idempotent,
                 # and under our shared lock nothing can delete it before the commit.
                 await blobs.put(key, processed.data, processed.content_type)
+                if timings is not None:  # the blob store's share of "store"
+                    timings["put"] = time.perf_counter() - put_started
             # The product row is locked only now, for the short tail of the transaction:
             # a concurrent product delete waits for our commit (or we see it deleted and
             # refuse), and uploads to one product do not queue behind each other's puts.
-            if not await _lock_product(conn, product_id):
-                raise ProductNotFound(product_id)
+            locked = await conn.execute(_LOCK_PRODUCT, (product_id,))
+            if await locked.fetchone() is None:
+                raise ProductNotFound(product_id)  # deleted meanwhile: nothing is kept
             cur = await conn.execute(
                 f"""
                 INSERT INTO product_images (product_id, sha256, object_key, format, width,
@@ -246,14 +256,6 @@ async def save_image(
     return result
 
 
-async def _lock_product(conn: Conn, product_id: int) -> bool:
-    cur = await conn.execute(
-        "SELECT 1 FROM products WHERE id = %s AND deleted_at IS NULL FOR NO KEY UPDATE",
-        (product_id,),
-    )
-    return await cur.fetchone() is not None
-
-
 async def touch_product(conn: Conn, product_id: int) -> int | None:
     """An image change changes the product's JSON (its primary image): bump the product's
     version and emit `product.upserted` in the same transaction, like any product write,
@@ -274,14 +276,20 @@ async def touch_product(conn: Conn, product_id: int) -> int | None:
     return version
 
 
-async def _ready_renditions(conn: Conn, sha: str) -> list[dict[str, Any]] | None:
+async def _product_and_ready_renditions(
+    conn: Conn, product_id: int, sha: str
+) -> tuple[bool, list[dict[str, Any]] | None]:
+    """Whether the product exists, and the renditions of a finished row with this
+    content (None if there is none)."""
     cur = await conn.execute(
-        "SELECT renditions FROM product_images WHERE sha256 = %s AND NOT renditions_pending"
-        " LIMIT 1",
-        (sha,),
+        f"SELECT EXISTS ({_PRODUCT_EXISTS}) AS found, (SELECT renditions FROM product_images"
+        " WHERE sha256 = %s AND NOT renditions_pending LIMIT 1) AS ready",
+        (product_id, sha),
     )
     row = await cur.fetchone()
-    return list(row["renditions"]) if row else None
+    assert row is not None
+    ready = row["ready"]
+    return bool(row["found"]), (list(ready) if ready is not None else None)
 
 
 async def _cleanup_after_failure(pool: Pool, blobs: ImageBlobs, sha: str) -> None:
@@ -476,13 +484,15 @@ async def collect_orphans(
 async def make_pending_renditions(
     pool: Pool, blobs: ImageBlobs, *, widths: Sequence[int], max_pixels: int, limit: int = 8
 ) -> int:
-    """Make the renditions of up to `limit` pending contents. Returns how many were done.
+    """Make the renditions of up to `limit` pending contents. Returns how many were done
+    (made, or removed because the original does not decode).
 
     Locking: a content is claimed with a try-advisory-lock (several workers share the
     work, and no image row stays locked while it renders, so deletes never wait for
     it). Rows are then locked in the order every writer uses - products first, then
     their images - so a concurrent product or image delete cannot deadlock with it."""
     done = 0
+    undecodable: list[str] = []
     widths = sorted(set(widths))
     async with pool.connection() as conn:
         cur = await conn.execute(
@@ -511,21 +521,35 @@ async def make_pending_renditions(
                 (sha,),
             )
             product_ids = [r["id"] for r in await cur.fetchall()]
-            # Every pending row of this content gets them (same blobs).
-            await conn.execute(
-                "UPDATE product_images SET renditions = %s, renditions_pending = false"
-                " WHERE sha256 = %s AND renditions_pending",
-                (Jsonb(metas), sha),
-            )
+            if metas is None:
+                # Its pixels do not decode (the upload checked everything up to the
+                # entropy-coded data and left the decode to us): the image is unusable,
+                # so it goes, as a rejected upload would have; the blobs follow below.
+                await conn.execute(
+                    "DELETE FROM product_images WHERE sha256 = %s AND renditions_pending", (sha,)
+                )
+                undecodable.append(sha)
+                log.warning("images.removed_undecodable", sha256=sha, product_ids=product_ids)
+            else:
+                # Every pending row of this content gets them (same blobs).
+                await conn.execute(
+                    "UPDATE product_images SET renditions = %s, renditions_pending = false"
+                    " WHERE sha256 = %s AND renditions_pending",
+                    (Jsonb(metas), sha),
+                )
             for product_id in product_ids:
                 await touch_product(conn, product_id)
             done += 1
+    if undecodable:
+        await release_blobs(pool, blobs, undecodable)
     return done
 
 
 async def _render_and_put(
     blobs: ImageBlobs, sha: str, key: str, fmt: str, widths: list[int], max_pixels: int
-) -> list[dict[str, Any]]:
+) -> list[dict[str, Any]] | None:
+    """Decode the stored original, put its renditions, return their metadata; None if
+    the original does not decode (only possible for a JPEG whose decode was deferred)."""
     with tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024) as spool:
         await blobs.download_to(key, spool, limit=1 << 40)
         try:
@@ -536,9 +560,9 @@ async def _render_and_put(
                 max_pixels=max_pixels,
                 widths=widths,
             )
-        except ImageRejected as exc:  # cannot happen for what we stored; never loop on it
-            log.error("images.rendition_failed", sha256=sha, error=str(exc))
-            made = []
+        except ImageRejected as exc:
+            log.warning("images.rendition_failed", sha256=sha, error=str(exc))
+            return None
     metas: list[dict[str, Any]] = []
     for width, rendition in zip(widths, made, strict=False):
         rkey = rendition_key(sha, width)

@@ -50,17 +50,22 @@ def rejected(exc: ImageRejected) -> Exception:
     return InvalidField("file", str(exc))
 
 
-async def process_file(stores: Stores, fp: IO[bytes]) -> ProcessedImage:
+async def process_file(stores: Stores, fp: IO[bytes], *, direct: bool = False) -> ProcessedImage:
+    """Validate and normalise an upload. With renditions made by the worker, a JPEG kept
+    as it is gets the header and table checks here and its pixel decode there (see
+    storage/image_processing.py); a direct upload (`direct`) is always decoded here,
+    since it has been sitting in the bucket unchecked."""
     settings = stores.settings
+    deferred = settings.image_renditions == "worker"
     try:
         return await asyncio.to_thread(
             process,
             fp,
             max_pixels=settings.image_max_pixels,
             # deferred: the worker makes them from the stored original
-            rendition_widths=(
-                settings.image_rendition_widths if settings.image_renditions == "inline" else ()
-            ),
+            rendition_widths=() if deferred else settings.image_rendition_widths,
+            # only where the worker will decode it: it makes renditions (if any widths)
+            defer_decode=deferred and not direct and bool(settings.image_rendition_widths),
         )
     except ImageRejected as exc:
         raise rejected(exc) from exc

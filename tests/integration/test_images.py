@@ -29,6 +29,7 @@ from tests.support.images import (
     make_image,
     object_keys,
     read_object,
+    well_formed_but_undecodable_jpeg,
 )
 
 
@@ -68,6 +69,16 @@ async def admin(stores: Stores) -> dict[str, str]:
 @pytest.fixture
 async def product(stores: Stores) -> int:
     return await insert_product(stores)
+
+
+@pytest.fixture(params=["inline", "worker"])
+async def mode_client(
+    request: pytest.FixtureRequest, settings: Settings
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with renditions made inline, and with them (and a JPEG's pixel decode)
+    left to the worker: every rejection must happen in the request either way."""
+    async with app_client(settings, image_renditions=request.param) as client:
+        yield client
 
 
 async def fetch_url(url: str) -> httpx.Response:
@@ -171,6 +182,23 @@ def _real_png_bomb() -> bytes:
     return out.getvalue()
 
 
+def _jpeg_declaring(width: int, height: int) -> bytes:
+    """A small JPEG whose frame header claims another size (checked before decoding)."""
+    raw = bytearray(make_image("JPEG"))
+    sof = raw.index(b"\xff\xc0")
+    raw[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(raw)
+
+
+def _jpeg_with_a_bad_huffman_table() -> bytes:
+    """Well-formed segments, but the first Huffman table's code lengths overflow: more
+    1-bit codes than a prefix code can have (libjpeg: "Bogus Huffman table")."""
+    raw = bytearray(make_image("JPEG"))
+    dht = raw.index(b"\xff\xc4")
+    raw[dht + 5] = 3  # three codes of length 1
+    return bytes(raw)
+
+
 SVG = (
     b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
 )
@@ -188,11 +216,13 @@ HTML = b"<!DOCTYPE html><html><body><script>alert(1)</script></body></html>"
         ("zero bytes", b"", "image/jpeg", 422, "file"),
         ("corrupt png", b"\x89PNG\r\n\x1a\n" + b"\x13" * 300, "image/png", 422, "file"),
         ("corrupt jpeg", b"\xff\xd8\xff\xe0" + b"\x00garbage" * 40, "image/jpeg", 422, "file"),
+        ("bad huffman table", _jpeg_with_a_bad_huffman_table(), "image/jpeg", 422, "file"),
         ("bomb header", _png_declaring(20000, 20000), "image/png", 422, "file"),
+        ("jpeg bomb header", _jpeg_declaring(30000, 30000), "image/jpeg", 422, "file"),
     ],
 )
 async def test_rejections_store_nothing(
-    client: httpx.AsyncClient,
+    mode_client: httpx.AsyncClient,
     stores: Stores,
     admin: dict[str, str],
     product: int,
@@ -202,7 +232,7 @@ async def test_rejections_store_nothing(
     status: int,
     field: str | None,
 ) -> None:
-    response = await upload(client, admin, product, data, content_type=content_type)
+    response = await upload(mode_client, admin, product, data, content_type=content_type)
     assert response.status_code == status, (case, response.text)
     assert response.headers["content-type"] == "application/problem+json"
     if field:
@@ -213,10 +243,10 @@ async def test_rejections_store_nothing(
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
 async def test_truncated_images_are_422(
-    client: httpx.AsyncClient, stores: Stores, admin: dict[str, str], product: int, fmt: str
+    mode_client: httpx.AsyncClient, stores: Stores, admin: dict[str, str], product: int, fmt: str
 ) -> None:
     whole = make_image(fmt, size=(300, 200), quality=95) if fmt != "PNG" else make_image(fmt)
-    response = await upload(client, admin, product, whole[: len(whole) // 2])
+    response = await upload(mode_client, admin, product, whole[: len(whole) // 2])
     assert response.status_code == 422, response.text
     assert await image_rows(stores) == 0
     assert await object_keys(stores) == []
@@ -798,6 +828,44 @@ async def test_deleting_a_pending_image_leaves_no_work_and_no_blobs(
         assert deleted.status_code == 204
     assert await make_pending(stores) == 0
     assert await object_keys(stores) == []
+
+
+async def test_undecodable_jpeg_is_refused_inline_and_removed_by_the_worker_when_deferred(
+    settings: Settings, stores: Stores, admin: dict[str, str], product: int
+) -> None:
+    """With renditions left to the worker, a JPEG is checked in the request up to its
+    entropy-coded data and decoded by the worker; damage only a decode can find makes
+    the worker remove the image (row, then blobs) and bump the product's version."""
+    from app.images.renditions_worker import make_pending
+
+    damaged = well_formed_but_undecodable_jpeg()
+    async with app_client(settings, image_renditions="inline") as client:
+        refused = await upload(client, admin, product, damaged)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["errors"][0]["field"] == "file"
+    assert await image_rows(stores) == 0
+    assert await object_keys(stores) == []
+
+    good = make_image("JPEG", size=(300, 200), color=(10, 200, 10))
+    async with app_client(settings, image_renditions="worker") as client:
+        accepted = await upload(client, admin, product, damaged)
+        assert accepted.status_code == 201, accepted.text
+        assert accepted.json()["renditions_pending"] is True
+        kept = await upload(client, admin, product, good)
+        assert kept.status_code == 201
+        assert len(await object_keys(stores)) == 2
+        version_before = (await _version_and_events(stores, product))[0]
+
+        assert await make_pending(stores) == 2  # one removed, one made
+        listed = (await client.get(f"/products/{product}/images")).json()["items"]
+        assert [i["id"] for i in listed] == [kept.json()["id"]]
+        assert listed[0]["renditions_pending"] is False
+        keys = await object_keys(stores)
+        assert accepted.json()["sha256"] not in " ".join(keys)
+        assert len(keys) == 3  # the good original and its two renditions
+        # each content changed the product's JSON once (one removed, one finished)
+        assert (await _version_and_events(stores, product))[0] == version_before + 2
+        assert await make_pending(stores) == 0
 
 
 def _uploaded_bytes() -> float:

@@ -73,3 +73,32 @@ async def read_object(stores: Stores, key: str) -> tuple[bytes, dict[str, str]]:
             response.release_conn()
 
     return await asyncio.to_thread(read)
+
+
+def well_formed_but_undecodable_jpeg() -> bytes:
+    """A JPEG whose every segment and table is well-formed (it passes the upload's
+    checks) but whose entropy-coded data a decoder refuses. Found by trying damage to a
+    progressive JPEG's scans with the real libraries, so it holds for the installed
+    Pillow/libjpeg rather than for a byte offset someone once wrote down."""
+    from storage.jpeg_strip import JpegStructureError, strip_jpeg_metadata
+
+    noise = Image.merge(
+        "RGB", [Image.effect_noise((96, 64), 40 + 10 * c).convert("L") for c in range(3)]
+    )
+    out = io.BytesIO()
+    noise.save(out, "JPEG", quality=90, progressive=True)
+    source = out.getvalue()
+    first_scan = source.index(b"\xff\xda")
+    for start in range(first_scan + 20, len(source) - 200, 7):
+        for length in (1, 3, 17, 60):
+            damaged = source[:start] + source[start + length :]
+            try:
+                strip_jpeg_metadata(damaged)
+            except JpegStructureError:
+                continue
+            try:
+                with Image.open(io.BytesIO(damaged), formats=["JPEG"]) as image:
+                    image.load()
+            except Exception:
+                return damaged
+    raise AssertionError("no such damage found: the decoder or the checks changed")
