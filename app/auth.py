@@ -15,6 +15,7 @@ from app.deps import StoresDep
 from app.problems import Forbidden, Unauthorized
 from storage import api_keys
 from storage.api_keys import ApiKey, Role
+from storage.postgres import read_connection
 
 Principal = ApiKey
 
@@ -34,7 +35,7 @@ async def get_principal(
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("missing bearer API key", headers=_CHALLENGE)
-    async with stores.pg.connection() as conn:
+    async with read_connection(stores.pg) as conn:
         principal = await api_keys.lookup(
             conn, pepper=stores.settings.api_key_pepper.get_secret_value(), key=key.strip()
         )

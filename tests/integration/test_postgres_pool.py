@@ -42,3 +42,24 @@ async def test_the_check_is_skipped_only_for_a_connection_just_returned(
         assert len(checked) == 2
     finally:
         await pool.close()
+
+
+async def test_read_connection_reads_without_a_transaction_and_hands_back_a_normal_one(
+    settings: Settings,
+) -> None:
+    pool = await postgres.create_pool(
+        settings.database_url, schema=settings.database_schema, min_size=1, max_size=1
+    )
+    try:
+        await pool.wait(timeout=10)
+        async with postgres.read_connection(pool) as conn:
+            cur = await conn.execute("SELECT now() = statement_timestamp() AS outside")
+            # outside a transaction block, now() is the statement's own timestamp
+            assert await cur.fetchone() == {"outside": True}
+        async with pool.connection() as conn:  # the same (only) connection
+            assert not conn.autocommit
+            await conn.execute("SELECT 1")
+            cur = await conn.execute("SELECT now() = statement_timestamp() AS outside")
+            assert await cur.fetchone() == {"outside": False}  # inside BEGIN ... COMMIT
+    finally:
+        await pool.close()
