@@ -88,7 +88,9 @@ class Settings(BaseSettings):
     image_max_pixels: int = Field(40_000_000, gt=0, description="decompression-bomb guard")
     image_rendition_widths: list[int] = Field(default_factory=lambda: [200, 800])
     image_renditions: Literal["inline", "worker"] = Field(
-        "inline", description="make renditions in the upload request, or later in the worker"
+        "inline",
+        description="make renditions (and decode a JPEG kept as uploaded) in the upload"
+        " request, or later in the worker (docs/images.md)",
     )
     image_renditions_poll_s: float = Field(1.0, gt=0, description="worker: look for work")
     image_url_mode: Literal["presigned", "public"] = "presigned"
