@@ -112,4 +112,3 @@ async def read_connection(
             # A broken connection cannot be switched back; the pool discards it anyway.
             with contextlib.suppress(psycopg.Error):
                 await conn.set_autocommit(False)
-
