@@ -50,11 +50,19 @@ def _engine(threads: int, memory_limit: str) -> duckdb.DuckDBPyConnection:
             },
         )
         try:
-            # FSST string compression took a large share of a full load's CPU (sku,
-            # name) for little gain: dictionary encoding already compresses these
-            # columns (the file is ~18 MB either way; docs/benchmarks.md). A SET, not a
-            # connect option: DuckDB 1.5 silently ignores it in the connect config.
+            # FSST string compression took a large share of a full load's CPU for
+            # little gain over dictionary encoding (which the runner, in turn, turns off
+            # per column for strings with many distinct values: `_stored_plain`).
+            # docs/benchmarks.md, "Where the time went". A SET, not a connect option:
+            # DuckDB 1.5 silently ignores it in the connect config.
             engine.execute("SET GLOBAL disabled_compression_methods = 'fsst'")
+            # Without the ordered (batch) insert, a full load took ~15-20% less CPU (1M
+            # and 4M order lines). The copy stays in near-source order anyway: each
+            # thread appends whole ctid ranges of the parallel Postgres scan (1000
+            # pages each) in order, so row groups are made of long contiguous stretches
+            # of the source and their min/max zone maps stay about as tight (measured
+            # on the benchmark's data; docs/analytics.md, docs/benchmarks.md).
+            engine.execute("SET GLOBAL preserve_insertion_order = false")
             # Any implicit timestamptz <-> timestamp conversion in the writer is UTC (the
             # ETL converts explicitly; this only makes a slip harmless). Not a connect
             # option: the setting belongs to the built-in ICU extension.

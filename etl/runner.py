@@ -126,6 +126,24 @@ def _landed_type(column: SourceColumn) -> str | None:
     return "TIMESTAMP" if column.pg_type == TIMESTAMPTZ else None
 
 
+# A string column with more distinct values than this (Postgres' estimate) is stored
+# uncompressed. DuckDB's dictionary encoding (FSST is off altogether, etl/engine.py) was
+# most of the CPU of building the file: order_lines' sku and name (5,000 distinct values
+# in 1M rows) took a full load's build from ~0.5 to ~0.9-1.0 core-s. Strings with few
+# values (status, currency, country, category) keep it: it is cheap for them, and the
+# queries that filter or group on them ran 3-15% slower without it (docs/benchmarks.md).
+DICTIONARY_MAX_DISTINCT = 1000
+
+
+def _stored_plain(column: SourceColumn) -> bool:
+    """Store `column` (if DuckDB makes it a VARCHAR) without compression.
+
+    Unknown statistics (a table Postgres has not analyzed yet) leave the choice to
+    DuckDB, as before.
+    """
+    return column.distinct is not None and column.distinct > DICTIONARY_MAX_DISTINCT
+
+
 def _utc_timestamp(moment: datetime) -> str:
     """A DuckDB TIMESTAMP literal for `moment` in UTC (a naive `moment` is taken as UTC)."""
     if moment.tzinfo is not None:
@@ -304,12 +322,23 @@ class EtlJob:
     def _copy_full(
         self, duck: duckdb.DuckDBPyConnection, spec: TableSpec, columns: list[SourceColumn]
     ) -> int:
+        """Recreate the table from the source; its string columns get their storage here.
+
+        The table is declared column by column (types as DuckDB binds the source) so that
+        strings with many distinct values can be declared uncompressed (`_stored_plain`).
+        The choice lives in the table's catalog entry: rows that incremental runs append
+        later are stored the same way.
+        """
         cols = ", ".join(_landed(c) for c in columns)
-        duck.execute(
-            f"CREATE OR REPLACE TABLE {_q(spec.name)} AS "
-            f"SELECT {cols} FROM {engine.POSTGRES}.{_q(self.config.schema)}.{_q(spec.name)}"
+        source = f"SELECT {cols} FROM {engine.POSTGRES}.{_q(self.config.schema)}.{_q(spec.name)}"
+        plain = {c.name for c in columns if _stored_plain(c)}
+        defs = ", ".join(
+            f"{_q(name)} {kind}"
+            + (" USING COMPRESSION uncompressed" if kind == "VARCHAR" and name in plain else "")
+            for name, kind, *_ in duck.execute(f"DESCRIBE {source}").fetchall()
         )
-        row = duck.execute(f"SELECT count(*) FROM {_q(spec.name)}").fetchone()
+        duck.execute(f"CREATE OR REPLACE TABLE {_q(spec.name)} ({defs})")
+        row = duck.execute(f"INSERT INTO {_q(spec.name)} {source}").fetchone()
         return int(row[0]) if row else 0
 
     def _changed_keys_sql(

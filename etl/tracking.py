@@ -25,6 +25,8 @@ LOCK_KEY_SQL = "hashtextextended(current_schema() || ':polyshop-etl', 0)"
 class SourceColumn:
     name: str
     pg_type: str  # format_type(): 'bigint', 'character(3)', ...
+    # distinct values Postgres' statistics estimate (pg_stats); None before an ANALYZE
+    distinct: float | None = None
 
 
 def try_lock(conn: Conn) -> bool:
@@ -59,9 +61,15 @@ def current_schema(conn: Conn) -> str:
 
 
 def source_columns(conn: Conn, table: str) -> list[SourceColumn]:
+    # n_distinct < 0 is a fraction of the rows (it scales with the table)
     rows = conn.execute(
-        """SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS pg_type
+        """SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS pg_type,
+                  CASE WHEN s.n_distinct >= 0 THEN s.n_distinct
+                       ELSE -s.n_distinct * greatest(c.reltuples, 0) END AS distinct_values
              FROM pg_attribute a
+             JOIN pg_class c ON c.oid = a.attrelid
+             LEFT JOIN pg_stats s ON s.schemaname = current_schema() AND s.tablename = c.relname
+                                 AND s.attname = a.attname AND NOT s.inherited
             WHERE a.attrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident(%s))
               AND a.attnum > 0 AND NOT a.attisdropped
             ORDER BY a.attnum""",
@@ -69,7 +77,14 @@ def source_columns(conn: Conn, table: str) -> list[SourceColumn]:
     ).fetchall()
     if not rows:
         raise LookupError(f"source table {table!r} not found in schema {current_schema(conn)}")
-    return [SourceColumn(r["name"], r["pg_type"]) for r in rows]
+    return [
+        SourceColumn(
+            r["name"],
+            r["pg_type"],
+            None if r["distinct_values"] is None else float(r["distinct_values"]),
+        )
+        for r in rows
+    ]
 
 
 def ensure_tracking(conn: Conn, spec: TableSpec) -> bool:

@@ -25,8 +25,8 @@ import pytest
 from app.etl_schedule import etl_job
 from app.settings import Settings
 from app.stores import Stores
-from etl.runner import AlreadyRunning, EtlJob
-from etl.tables import SHOP, Configuration
+from etl.runner import AlreadyRunning, EtlConfig, EtlJob
+from etl.tables import SHOP, Configuration, TableSpec
 from tests.support.auth import bearer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -440,6 +440,53 @@ def test_the_shared_writer_engine_lets_go_of_a_failed_run(
         assert duck.execute("SELECT current_database()").fetchone() == ("snap",)
     with duckdb.connect(str(tmp_path / "next.duckdb")) as other:  # detached on success too
         assert other.execute("SELECT count(*) FROM duckdb_tables()").fetchone() == (0,)
+
+
+def test_strings_with_many_values_are_stored_uncompressed(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Dictionary encoding of strings with many distinct values cost most of a full
+    load's CPU (docs/benchmarks.md): by Postgres' statistics, those are stored plain;
+    strings with few values keep DuckDB's choice (a dictionary here), and so do the
+    rows an incremental run appends later."""
+    with pg(settings) as c:
+        c.execute("CREATE TABLE things (id bigint PRIMARY KEY, label text, code text)")
+        # 2,000 labels repeated 10x: DuckDB alone would pick a dictionary for them
+        c.execute(
+            "INSERT INTO things SELECT g, 'label-' || (g % 2000), 'c' || (g % 3) "
+            "FROM generate_series(1, 20000) g"
+        )
+        c.execute("ANALYZE things")
+    job = EtlJob(
+        EtlConfig(
+            settings.database_url,
+            settings.database_schema,
+            tmp_path / "things.duckdb",
+            Configuration("things", (TableSpec("things", ("id",)),)),
+        )
+    )
+    assert job.run().status == "succeeded"
+    with pg(settings) as c:
+        c.execute(
+            "INSERT INTO things SELECT g, 'label-' || (g % 2000), 'c' || (g % 3) "
+            "FROM generate_series(20001, 150000) g"
+        )
+    result = job.run()
+    assert result.status == "succeeded" and result.rows == {"things": 130000}
+    with job.store.connect_readonly() as duck:
+        used = dict(
+            duck.execute(
+                "SELECT column_name, list(DISTINCT compression) "
+                "FROM pragma_storage_info('things') WHERE segment_type <> 'VALIDITY' "
+                "GROUP BY ALL"
+            ).fetchall()
+        )
+        assert duck.execute("SELECT count(*), count(DISTINCT label) FROM things").fetchone() == (
+            150000,
+            2000,
+        )
+    assert used["label"] == ["Uncompressed"]
+    assert used["code"] == ["Dictionary"]
 
 
 async def test_scheduled_workers_run_one_at_a_time(settings: Settings) -> None:

@@ -104,3 +104,11 @@ def test_a_copy_with_timestamptz_columns_is_not_the_same_columns() -> None:
         assert not EtlJob._same_columns(con, "old", columns)
         assert not EtlJob._same_columns(con, "renamed", columns)
         assert not EtlJob._same_columns(con, "missing", columns)
+
+
+def test_only_strings_with_many_values_are_stored_plain() -> None:
+    from etl.runner import DICTIONARY_MAX_DISTINCT, _stored_plain
+
+    assert _stored_plain(SourceColumn("sku", "text", DICTIONARY_MAX_DISTINCT + 1.0))
+    assert not _stored_plain(SourceColumn("status", "text", 4.0))
+    assert not _stored_plain(SourceColumn("name", "text", None))  # no statistics yet
