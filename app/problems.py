@@ -46,6 +46,19 @@ class Problem(Exception):
         self.extra = extra
 
 
+class InvalidField(Problem):
+    """422 naming the offending field, in the same shape as request validation errors
+    (`errors[].field/location/message`), for checks the schema cannot express."""
+
+    status, title = 422, "Unprocessable Content"
+
+    def __init__(self, field: str, message: str, location: str = "body") -> None:
+        super().__init__(
+            f"invalid input: {field}: {message}",
+            errors=[{"field": field, "location": location, "message": message}],
+        )
+
+
 class NotFound(Problem):
     status, title = 404, "Not Found"
 

@@ -1,4 +1,5 @@
-"""The problem types of the image endpoints (413, 415, 422 naming the field)."""
+"""The problem types of the image endpoints (413, 415; 422 naming the field is
+`app.problems.InvalidField`)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,3 @@ class ContentTooLarge(Problem):
 
 class UnsupportedMediaType(Problem):
     status, title = 415, "Unsupported Media Type"
-
-
-class InvalidField(Problem):
-    """422 naming the offending field, in the same shape as request validation errors."""
-
-    status, title = 422, "Unprocessable Content"
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(
-            f"invalid input: {field}: {message}",
-            errors=[{"field": field, "location": "body", "message": message}],
-        )

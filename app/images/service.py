@@ -20,9 +20,9 @@ import structlog
 from fastapi import Request
 from psycopg import AsyncConnection
 
-from app.images.problems import InvalidField, UnsupportedMediaType
+from app.images.problems import UnsupportedMediaType
 from app.metrics import IMAGE_UPLOAD_STAGE
-from app.problems import NotFound
+from app.problems import InvalidField, NotFound
 from app.schemas.images import ImageOut, RenditionOut
 from app.stores import Stores
 from storage import images

@@ -12,10 +12,10 @@ from fastapi import APIRouter, Request, Response, status
 from app.auth import AdminDep
 from app.deps import StoresDep
 from app.images import service
-from app.images.problems import ContentTooLarge, InvalidField, UnsupportedMediaType
+from app.images.problems import ContentTooLarge, UnsupportedMediaType
 from app.images.receive import FILE_FIELD, SPOOL_MEMORY_BYTES, receive_form
 from app.metrics import IMAGE_UPLOAD_BYTES
-from app.problems import Conflict, NotFound, Problem
+from app.problems import Conflict, InvalidField, NotFound, Problem
 from app.schemas.images import (
     DirectUploadComplete,
     DirectUploadIn,

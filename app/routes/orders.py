@@ -22,7 +22,15 @@ from psycopg_pool import PoolTimeout
 
 from app.auth import CustomerDep, PrincipalDep, WarehouseDep
 from app.deps import StoresDep
-from app.problems import PROBLEM_JSON, Conflict, Forbidden, NotFound, Problem, problem_response
+from app.problems import (
+    PROBLEM_JSON,
+    Conflict,
+    Forbidden,
+    InvalidField,
+    NotFound,
+    Problem,
+    problem_response,
+)
 from app.routes.products import get_product_cache
 from app.schemas.orders import MAX_ID, OrderIn, OrderOut, OrderPage, TransitionIn
 from app.stores import Stores
@@ -174,10 +182,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
             raise ValueError("out of range")
         return parsed
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise Unprocessable(
-            "cursor is not one this API handed out",
-            errors=[{"field": "cursor", "location": "query", "message": "invalid cursor"}],
-        ) from exc
+        raise InvalidField("cursor", "not a cursor we issued", "query") from exc
 
 
 @router.get(

@@ -25,7 +25,7 @@ from app.auth import AdminDep
 from app.cache_consumer import build_product_cache
 from app.deps import StoresDep, get_stores
 from app.images import service as product_images
-from app.problems import Conflict, NotFound, PreconditionFailed, Problem
+from app.problems import Conflict, InvalidField, NotFound, PreconditionFailed
 from app.schemas.products import (
     PRICE_PATTERN,
     ProductIn,
@@ -134,18 +134,9 @@ def _expected_version(if_match: str | None) -> int | None:
     if value == "*":
         return None
     if not _ENTITY_TAG.match(value):
-        raise _invalid("If-Match", 'must be `*` or one entity tag such as `"3"`', "header")
+        raise InvalidField("If-Match", 'must be `*` or one entity tag such as `"3"`', "header")
     version = int(value.removeprefix("W/").strip('"'))
     return version if version <= BIGINT_MAX else -1
-
-
-def _invalid(field: str, message: str, location: str = "body") -> Problem:
-    return Problem(
-        f"invalid input: {field}",
-        status=422,
-        title="Unprocessable Content",
-        errors=[{"field": field, "location": location, "message": message}],
-    )
 
 
 @router.post(
@@ -213,7 +204,7 @@ async def update_product(
 ) -> Response:
     changes = body.to_changes()
     if not changes:
-        raise _invalid("body", "no field to change")
+        raise InvalidField("body", "no field to change")
     expected = _expected_version(if_match)
     with _write_errors():
         async with stores.pg.connection() as conn, conn.transaction():
@@ -304,12 +295,7 @@ def _decode_cursor(cursor: str | None) -> int | None:
             return after
     except (ValueError, TypeError, KeyError, binascii.Error):
         pass
-    raise Problem(
-        "invalid input: cursor",
-        status=422,
-        title="Unprocessable Content",
-        errors=[{"field": "cursor", "location": "query", "message": "not a cursor we issued"}],
-    )
+    raise InvalidField("cursor", "not a cursor we issued", "query")
 
 
 @bench_router.get("/_bench/bare/{product_id}")
