@@ -35,6 +35,18 @@ class Stores:
     analytics: AnalyticsStore
 
 
+def create_blob_client(settings: Settings) -> Minio:
+    """The MinIO/S3 client the settings describe (also for tests and benchmarks that
+    manage buckets without opening every store)."""
+    return create_minio(
+        settings.s3_endpoint,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key.get_secret_value(),
+        secure=settings.s3_secure,
+        region=settings.s3_region,
+    )
+
+
 @contextlib.asynccontextmanager
 async def open_stores(
     settings: Settings, *, application_name: str | None = None
@@ -51,13 +63,7 @@ async def open_stores(
     search = create_search_engine(
         settings.search_engine, settings.search_url, timeout_s=settings.search_timeout_s
     )
-    blobs = create_minio(
-        settings.s3_endpoint,
-        access_key=settings.s3_access_key,
-        secret_key=settings.s3_secret_key.get_secret_value(),
-        secure=settings.s3_secure,
-        region=settings.s3_region,
-    )
+    blobs = create_blob_client(settings)
     analytics = create_analytics_store(
         settings.duckdb_path,
         SandboxLimits(settings.analytics_memory_limit, settings.analytics_threads),

@@ -27,16 +27,15 @@ from dataclasses import dataclass, field
 import httpx
 import psycopg
 from asgi_lifespan import LifespanManager
-from minio.deleteobjects import DeleteObject
 from PIL import Image
 
 from app.images.renditions_worker import make_pending
 from app.main import create_app
 from app.metrics import IMAGE_UPLOAD_STAGE
 from app.settings import Settings, get_settings
-from app.stores import Stores
+from app.stores import Stores, create_blob_client
 from storage import api_keys, migrate
-from storage.blobs import ensure_bucket
+from storage.blobs import empty_bucket, ensure_bucket, remove_bucket
 
 STAGES = ("receive", "decode", "encode", "resize", "store", "put")
 
@@ -124,13 +123,7 @@ async def _reset(stores: Stores) -> None:
     async with stores.pg.connection() as conn:
         await conn.execute("TRUNCATE product_images")
 
-    def empty() -> None:
-        bucket = stores.settings.s3_bucket
-        names = [o.object_name for o in stores.blobs.list_objects(bucket, recursive=True)]
-        for _ in stores.blobs.remove_objects(bucket, (DeleteObject(n) for n in names if n)):
-            pass
-
-    await asyncio.to_thread(empty)
+    await asyncio.to_thread(empty_bucket, stores.blobs, stores.settings.s3_bucket)
 
 
 def _accumulate(
@@ -274,15 +267,7 @@ async def main(n: int, rounds: int, concurrency: int) -> None:
 
 
 def _drop_bucket(settings: Settings) -> None:
-    from storage.blobs import create_minio, remove_bucket
-
-    client = create_minio(
-        settings.s3_endpoint,
-        access_key=settings.s3_access_key,
-        secret_key=settings.s3_secret_key.get_secret_value(),
-        secure=settings.s3_secure,
-    )
-    remove_bucket(client, settings.s3_bucket)
+    remove_bucket(create_blob_client(settings), settings.s3_bucket)
 
 
 if __name__ == "__main__":

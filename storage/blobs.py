@@ -45,13 +45,18 @@ def ensure_bucket(client: Minio, bucket: str) -> None:
                 raise
 
 
+def empty_bucket(client: Minio, bucket: str) -> None:
+    """Delete every object of the bucket (which must exist)."""
+    names = [o.object_name for o in client.list_objects(bucket, recursive=True)]
+    for error in client.remove_objects(bucket, (DeleteObject(n) for n in names if n)):
+        raise RuntimeError(f"could not delete {error.name} from {bucket}: {error.message}")
+
+
 def remove_bucket(client: Minio, bucket: str) -> None:
     """Delete every object of the bucket, then the bucket (no-op if it does not exist)."""
     if not client.bucket_exists(bucket):
         return
-    names = [o.object_name for o in client.list_objects(bucket, recursive=True)]
-    for error in client.remove_objects(bucket, (DeleteObject(n) for n in names if n)):
-        raise RuntimeError(f"could not delete {error.name} from {bucket}: {error.message}")
+    empty_bucket(client, bucket)
     client.remove_bucket(bucket)
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import psycopg
 
 from app.settings import Settings
+from app.stores import create_blob_client
 from search.engine import create_search_engine
 from storage import migrate
-from storage.blobs import create_minio, remove_bucket
+from storage.blobs import remove_bucket
 from storage.cache import create_redis
 
 
@@ -74,14 +75,5 @@ async def _drop_everything(settings: Settings) -> None:
     finally:
         await engine.close()
 
-    def drop_bucket() -> None:
-        client = create_minio(
-            settings.s3_endpoint,
-            access_key=settings.s3_access_key,
-            secret_key=settings.s3_secret_key.get_secret_value(),
-            secure=settings.s3_secure,
-        )
-        remove_bucket(client, settings.s3_bucket)
-
     with contextlib.suppress(Exception):
-        await asyncio.to_thread(drop_bucket)
+        await asyncio.to_thread(remove_bucket, create_blob_client(settings), settings.s3_bucket)

@@ -84,7 +84,10 @@ def _bad_cases() -> list[tuple[str, bytes]]:
     return cases
 
 
-@pytest.mark.parametrize(("case", "data"), _bad_cases(), ids=[c for c, _ in _bad_cases()])
+BAD_CASES = _bad_cases()
+
+
+@pytest.mark.parametrize(("case", "data"), BAD_CASES, ids=[case for case, _ in BAD_CASES])
 def test_what_a_decoder_refuses_is_refused(case: str, data: bytes) -> None:
     with pytest.raises(JpegStructureError):
         strip_jpeg_metadata(data)
@@ -96,7 +99,7 @@ def test_what_a_decoder_refuses_is_refused(case: str, data: bytes) -> None:
 def test_the_refused_cases_are_real_decoder_failures() -> None:
     """The premise of the cases above: Pillow (libjpeg) does refuse each of them (or, for
     the quantisation/sampling/precision ones, refuses to even open them)."""
-    for case, data in _bad_cases():
+    for case, data in BAD_CASES:
         with pytest.raises(Exception):  # noqa: B017 - any refusal will do
             with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
                 image.load()
