@@ -17,6 +17,8 @@ attached to it.
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +38,10 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _spill_directory() -> Path:
+    return Path(tempfile.gettempdir()) / f"polyshop-etl-spill-{os.getpid()}"
+
+
 def _engine(threads: int, memory_limit: str) -> duckdb.DuckDBPyConnection:
     key = (threads, memory_limit)
     engine = _engines.get(key)
@@ -47,6 +53,9 @@ def _engine(threads: int, memory_limit: str) -> duckdb.DuckDBPyConnection:
                 "memory_limit": memory_limit,
                 "autoload_known_extensions": False,
                 "autoinstall_known_extensions": False,
+                # where a sort larger than memory_limit spills (an in-memory engine's
+                # default is `.tmp` in the working directory); DuckDB removes its files
+                "temp_directory": str(_spill_directory()),
             },
         )
         try:
@@ -57,11 +66,8 @@ def _engine(threads: int, memory_limit: str) -> duckdb.DuckDBPyConnection:
             # DuckDB 1.5 silently ignores it in the connect config.
             engine.execute("SET GLOBAL disabled_compression_methods = 'fsst'")
             # Without the ordered (batch) insert, a full load took ~15-20% less CPU (1M
-            # and 4M order lines). The copy stays in near-source order anyway: each
-            # thread appends whole ctid ranges of the parallel Postgres scan (1000
-            # pages each) in order, so row groups are made of long contiguous stretches
-            # of the source and their min/max zone maps stay about as tight (measured
-            # on the benchmark's data; docs/analytics.md, docs/benchmarks.md).
+            # and 4M order lines). It only concerns inserts without ORDER BY: the runner
+            # writes every table in key order (`runner._key_order`), which DuckDB keeps.
             engine.execute("SET GLOBAL preserve_insertion_order = false")
             # Any implicit timestamptz <-> timestamp conversion in the writer is UTC (the
             # ETL converts explicitly; this only makes a slip harmless). Not a connect

@@ -489,6 +489,41 @@ def test_strings_with_many_values_are_stored_uncompressed(
     assert used["code"] == ["Dictionary"]
 
 
+def test_the_copy_is_written_in_key_order_whatever_the_heap_order(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A full run writes each table sorted by its key (row groups hold narrow key
+    ranges); an incremental run appends its rows after those, sorted too."""
+    with pg(settings) as c:
+        c.execute("CREATE TABLE lines (doc bigint, n int, body text, PRIMARY KEY (doc, n))")
+        # the heap in an order unrelated to the key: by a hash of it
+        c.execute(
+            "INSERT INTO lines SELECT d, n, md5(d || '/' || n) FROM generate_series(1, 3000) d "
+            "CROSS JOIN generate_series(1, 4) n ORDER BY md5(d || '/' || n)"
+        )
+    job = EtlJob(
+        EtlConfig(
+            settings.database_url,
+            settings.database_schema,
+            tmp_path / "lines.duckdb",
+            Configuration("lines", (TableSpec("lines", ("doc", "n")),)),
+        )
+    )
+    assert job.run().status == "succeeded"
+    with pg(settings) as c:  # an update and new rows, again in hash order
+        c.execute("UPDATE lines SET body = 'changed' WHERE doc = 7")
+        c.execute(
+            "INSERT INTO lines SELECT d, n, 'new' FROM generate_series(3001, 3100) d "
+            "CROSS JOIN generate_series(1, 4) n ORDER BY md5(d || '/' || n)"
+        )
+    assert job.run().rows == {"lines": 404}
+    with job.store.connect_readonly() as duck:
+        stored = duck.execute("SELECT doc, n FROM lines ORDER BY rowid").fetchall()
+    full = [(d, n) for d in range(1, 3001) if d != 7 for n in range(1, 5)]
+    appended = [(d, n) for d in [7, *range(3001, 3101)] for n in range(1, 5)]
+    assert stored == full + appended
+
+
 async def test_scheduled_workers_run_one_at_a_time(settings: Settings) -> None:
     """Two workers on a cron firing every second: runs happen, and never overlap."""
     from app.etl_schedule import etl_schedule_task
