@@ -52,10 +52,11 @@ class InvalidField(Problem):
 
     status, title = 422, "Unprocessable Content"
 
-    def __init__(self, field: str, message: str, location: str = "body") -> None:
+    def __init__(self, field: str, message: str, location: str = "body", **extra: Any) -> None:
         super().__init__(
             f"invalid input: {field}: {message}",
             errors=[{"field": field, "location": location, "message": message}],
+            **extra,
         )
 
 

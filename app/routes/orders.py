@@ -44,10 +44,6 @@ MAX_KEY_LENGTH = 255
 OrderId = Annotated[int, Path(ge=1, le=MAX_ID, description="order id")]
 
 
-class Unprocessable(Problem):
-    status, title = 422, "Unprocessable Content"
-
-
 @contextlib.asynccontextmanager
 async def _transaction(stores: Stores) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
     """One Postgres transaction; a Postgres that cannot be reached is a 503, not a 500."""
@@ -61,18 +57,18 @@ async def _transaction(stores: Stores) -> AsyncIterator[psycopg.AsyncConnection[
 def _refusal(exc: orders.OrderError) -> Problem:
     """The 4xx answering a request the data does not allow."""
     if isinstance(exc, orders.UnknownProduct):
-        return Unprocessable(str(exc), field="items.product_id", product_id=exc.product_id)
+        return InvalidField("items.product_id", str(exc), product_id=exc.product_id)
     if isinstance(exc, orders.InsufficientStock):
         return Conflict(str(exc), product_id=exc.product_id, sku=exc.sku, available=exc.available)
     if isinstance(exc, orders.ProductNotForSale):
         return Conflict(str(exc), product_id=exc.product_id, sku=exc.sku)
     if isinstance(exc, orders.TotalTooLarge):
-        return Unprocessable(str(exc), field="items")
+        return InvalidField("items", str(exc))
     if isinstance(exc, orders.MixedCurrencies):
-        return Unprocessable(str(exc), field="items", currencies=exc.currencies)
+        return InvalidField("items", str(exc), currencies=exc.currencies)
     if isinstance(exc, orders.IllegalTransition):
         return Conflict(str(exc), field="status", current=exc.current)
-    return Unprocessable(str(exc))
+    return Problem(str(exc), status=422, title="Unprocessable Content")
 
 
 def _order_json(order: orders.Order) -> bytes:
@@ -119,9 +115,10 @@ async def place_order(
         earlier = await idempotency.begin(conn, principal=scope, key=key, request_hash=fingerprint)
         if earlier is not None:
             if not earlier.same_request:
-                raise Unprocessable(
-                    f"this {IDEMPOTENCY_HEADER} was already used with a different request",
-                    field=IDEMPOTENCY_HEADER,
+                raise InvalidField(
+                    IDEMPOTENCY_HEADER,
+                    "already used with a different request",
+                    location="header",
                 )
             if earlier.response is None:  # not written by this code; be safe
                 raise Conflict(

@@ -92,7 +92,9 @@ async def test_same_key_with_another_body_is_refused(
     )
     assert other.status_code == 422
     assert other.headers["content-type"] == "application/problem+json"
-    assert other.json()["field"] == "Idempotency-Key"
+    assert [(e["field"], e["location"]) for e in other.json()["errors"]] == [
+        ("Idempotency-Key", "header")
+    ]
     assert await count(stores, "orders") == 1
     assert (await product_row(stores, product))["stock"] == 4
 

@@ -133,17 +133,19 @@ async def test_refusals_name_the_product_and_change_nothing(
     unknown = await place(client, auth, [{"product_id": 987654321, "quantity": 1}])
     assert unknown.status_code == 422
     assert unknown.json()["product_id"] == 987654321
+    assert unknown.json()["errors"][0]["field"] == "items.product_id"
 
     mixed = await place(
         client, auth, [{"product_id": usd, "quantity": 1}, {"product_id": eur, "quantity": 1}]
     )
     assert mixed.status_code == 422
     assert mixed.json()["currencies"] == ["EUR", "USD"]
+    assert mixed.json()["errors"][0]["field"] == "items"
 
     dear = await insert_product(stores, stock=10_000, price_minor=2**62)
     overflow = await place(client, auth, [{"product_id": dear, "quantity": 10_000}])
     assert overflow.status_code == 422
-    assert overflow.json()["field"] == "items"
+    assert [(e["field"], e["location"]) for e in overflow.json()["errors"]] == [("items", "body")]
     assert (await product_row(stores, dear))["stock"] == 10_000
 
     not_for_sale = await place(client, auth, [{"product_id": draft, "quantity": 1}])
