@@ -6,7 +6,7 @@ import contextlib
 import time
 import weakref
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 from psycopg import AsyncConnection
@@ -39,6 +39,65 @@ async def _check_unless_just_used(conn: AsyncConnection[Any]) -> None:
     await AsyncConnectionPool.check_connection(conn)
 
 
+# With Postgres unreachable, a checkout used to wait the pool's whole timeout (5 s) before
+# its 503, and requests piled up behind the load balancer meanwhile. The pool keeps
+# trying to connect in the background (`reconnect_timeout=0`); while its latest attempt
+# failed less than this long ago and it has no idle connection, a checkout fails at
+# once instead. A request after the window waits as before (and its checkout makes the
+# pool try again), so a server that came back is found within about this long.
+FAIL_FAST_WINDOW_S = 2.0
+
+
+class ServerHealth:
+    """What the pool's own connection attempts last said about the server."""
+
+    def __init__(self) -> None:
+        self.failed_at: float | None = None  # monotonic; None after a success
+
+    def attempt_failed(self) -> None:
+        self.failed_at = time.monotonic()
+
+    def attempt_succeeded(self) -> None:
+        self.failed_at = None
+
+    def known_down(self) -> bool:
+        failed = self.failed_at
+        return failed is not None and time.monotonic() - failed < FAIL_FAST_WINDOW_S
+
+
+def _reporting_to(health: ServerHealth) -> type[AsyncConnection[dict[str, Any]]]:
+    """A connection class whose `connect` tells `health` how it went."""
+
+    class ReportingConnection(AsyncConnection[dict[str, Any]]):
+        @classmethod
+        async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
+            try:
+                conn = await super().connect(conninfo, **kwargs)
+            except psycopg.OperationalError:
+                health.attempt_failed()
+                raise
+            health.attempt_succeeded()
+            return conn
+
+    return ReportingConnection
+
+
+class Pool(AsyncConnectionPool[AsyncConnection[dict[str, Any]]]):
+    """The pool, failing a checkout at once while the server is known to be down."""
+
+    def __init__(self, *args: Any, health: ServerHealth, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.health = health
+
+    async def getconn(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109 (the pool's own signature)
+    ) -> AsyncConnection[dict[str, Any]]:
+        if self.health.known_down() and self.get_stats().get("pool_available", 0) == 0:
+            raise PoolTimeout("postgres is unreachable: the pool's last connection attempt failed")
+        return await super().getconn(timeout)
+
+
 def connect_kwargs(
     *, schema: str, application_name: str, statement_timeout_ms: int
 ) -> dict[str, Any]:
@@ -65,11 +124,13 @@ async def create_pool(
     min_size: int = 1,
     max_size: int = 10,
     statement_timeout_ms: int = 15_000,
-) -> AsyncConnectionPool[AsyncConnection[dict[str, Any]]]:
+) -> Pool:
     """Open a pool without waiting for the server, so the API can start (and report
     not-ready) while Postgres is down."""
-    pool: AsyncConnectionPool[AsyncConnection[dict[str, Any]]] = AsyncConnectionPool(
+    health = ServerHealth()
+    pool = Pool(
         url,
+        health=health,
         min_size=min_size,
         max_size=max_size,
         kwargs={
@@ -80,7 +141,7 @@ async def create_pool(
             ),
             "row_factory": dict_row,
         },
-        connection_class=AsyncConnection[dict[str, Any]],
+        connection_class=_reporting_to(health),
         open=False,
         timeout=5.0,
         reconnect_timeout=0,  # keep retrying in the background forever

@@ -1,13 +1,15 @@
-"""The Postgres pool's checkout check, against a real server: a connection is checked
-unless it was returned moments ago (storage/postgres.py, CHECK_BYPASS_S)."""
+"""The Postgres pool against a real server: a connection is checked unless it was
+returned moments ago (storage/postgres.py, CHECK_BYPASS_S), and a checkout fails at once
+while the server is known to be unreachable (FAIL_FAST_WINDOW_S)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from app.settings import Settings
 from storage import postgres
@@ -61,5 +63,36 @@ async def test_read_connection_reads_without_a_transaction_and_hands_back_a_norm
             await conn.execute("SELECT 1")
             cur = await conn.execute("SELECT now() = statement_timestamp() AS outside")
             assert await cur.fetchone() == {"outside": False}  # inside BEGIN ... COMMIT
+    finally:
+        await pool.close()
+
+
+async def test_a_checkout_fails_at_once_while_the_server_is_down_and_works_once_it_is_back(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = await postgres.create_pool(
+        "postgresql://polyshop@127.0.0.1:1/nowhere",  # refused: nothing listens there
+        schema=settings.database_schema,
+        min_size=1,
+        max_size=2,
+    )
+    try:
+        for _ in range(200):  # the pool's first background attempt
+            if pool.health.known_down():
+                break
+            await asyncio.sleep(0.05)
+        assert pool.health.known_down()
+        # not the pool's own timeout ("couldn't get a connection after 5.00 sec")
+        with pytest.raises(PoolTimeout, match="unreachable"):
+            async with pool.connection():
+                pass
+        # the server "comes back" (same pool, now pointed at a live one); once the
+        # window has passed, a checkout waits for the pool again and gets a connection
+        pool.conninfo = settings.database_url
+        monkeypatch.setattr(postgres, "FAIL_FAST_WINDOW_S", 0.0)
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT 1 AS one")
+            assert await cur.fetchone() == {"one": 1}
+        assert not pool.health.known_down() and pool.health.failed_at is None
     finally:
         await pool.close()
