@@ -3,7 +3,9 @@ minio-py `put_object` of the same bytes, in the same run, once with renditions m
 and once with them deferred to the worker (each image to a product of its own, like a
 catalogue import), and deferred again with every image to one product (like a gallery:
 those uploads serialize on the product row, whose version each image bumps), plus where
-the upload time goes (receive, decode, encode, resize, store, and the puts within store).
+the upload time goes (receive, decode, encode, resize, store, and the puts within store),
+and the CPU each scenario costs per upload in this process and in the dev stack's MinIO,
+Postgres and Redis (bench/cpu.py), since on 2 shared cores the ratio follows the CPU.
 
     uv run python -m bench.images [--images 24] [--rounds 3] [--concurrency 4]
 
@@ -34,6 +36,7 @@ from app.main import create_app
 from app.metrics import IMAGE_UPLOAD_STAGE
 from app.settings import Settings, get_settings
 from app.stores import Stores, create_blob_client
+from bench.cpu import CpuMeter, spent
 from storage import api_keys, migrate
 from storage.blobs import empty_bucket, ensure_bucket, remove_bucket
 
@@ -47,6 +50,7 @@ class Result:
     seconds: float = 0.0
     megabytes: float = 0.0
     latencies: list[float] = field(default_factory=list)
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds by process
 
     @property
     def rate(self) -> float:
@@ -62,6 +66,11 @@ class Result:
             f"   p50 {self.pct(0.5):7.1f} ms   p99 {self.pct(0.99):7.1f} ms"
             f"   ({self.uploads} uploads)"
         )
+
+    def cpu_line(self) -> str:
+        per = {k: v / self.uploads * 1000 for k, v in self.cpu_s.items()}
+        parts = "  ".join(f"{k} {v:5.2f}" for k, v in per.items())
+        return f"{self.name:<34} {parts}   total {sum(per.values()):5.2f} core-ms/upload"
 
 
 def make_jpegs(n: int, seed: int = 7) -> list[bytes]:
@@ -99,6 +108,7 @@ async def _run(
     one: Callable[[int, bytes], Awaitable[None]],
 ) -> Result:
     result = Result(name)
+    meter = CpuMeter()
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(len(images)):
         queue.put_nowait(i)
@@ -110,9 +120,11 @@ async def _run(
             await one(i, images[i])
             result.latencies.append(time.perf_counter() - started)
 
+    cpu_before = meter.snapshot()
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     result.seconds = time.perf_counter() - started
+    result.cpu_s = spent(cpu_before, meter.snapshot())
     result.uploads = len(images)
     result.megabytes = sum(len(b) for b in images) / 1e6
     return result
@@ -142,6 +154,8 @@ def _add(total: Result, part: Result) -> None:
     total.seconds += part.seconds
     total.megabytes += part.megabytes
     total.latencies += part.latencies
+    for name, seconds in part.cpu_s.items():
+        total.cpu_s[name] = total.cpu_s.get(name, 0.0) + seconds
 
 
 async def main(n: int, rounds: int, concurrency: int) -> None:
@@ -251,6 +265,9 @@ async def main(n: int, rounds: int, concurrency: int) -> None:
         print(f"throughput ratio deferred / raw put: {deferred.rate / raw.rate:.2f}x")
         print(f"  all to one product / raw put:      {gallery.rate / raw.rate:.2f}x")
         print(f"worker renditions (1 task, sequential): {deferred.uploads / worker_s:.1f} images/s")
+        print("CPU per upload by process (bench = this process: client, app and minio-py):")
+        for result in (raw, api, deferred, gallery):
+            print("  " + result.cpu_line())
         print("where an upload's time goes (mean ms per upload, stage by stage):")
         for name, per_stage in stages.items():
             parts = [
