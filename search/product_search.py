@@ -21,7 +21,9 @@ def format_price(price_minor: int) -> str:
 
 
 def _empty_facets() -> dict[str, list[dict[str, Any]]]:
-    return facets({"price": {"buckets": [{**r, "doc_count": 0} for r in price_ranges()]}})
+    return facets(
+        {"price": {"values": {"buckets": [{**r, "doc_count": 0} for r in price_ranges()]}}}
+    )
 
 
 def _hit(hit: dict[str, Any]) -> dict[str, Any]:

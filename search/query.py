@@ -98,25 +98,46 @@ def price_ranges() -> list[dict[str, Any]]:
     return ranges
 
 
-def filter_clauses(params: SearchParams) -> list[dict[str, Any]]:
-    filters: list[dict[str, Any]] = []
+@dataclass(frozen=True)
+class Filters:
+    """The filter clauses by role. `shared` (category, stock, attributes) narrow the
+    hits and every facet; `brand` and `price` are multi-select facets: they narrow the
+    hits (a post_filter) and the other facets, but not their own facet, so a shopper who
+    picked a brand still sees the counts of the others to add."""
+
+    shared: list[dict[str, Any]]
+    brand: list[dict[str, Any]]
+    price: list[dict[str, Any]]
+
+
+def filters_of(params: SearchParams) -> Filters:
+    shared: list[dict[str, Any]] = []
     if params.category:
         # category_path holds every ancestor path: a parent category finds its children
-        filters.append({"term": {"category_path": params.category}})
-    if params.brands:
-        filters.append({"terms": {"brand": list(params.brands)}})
+        shared.append({"term": {"category_path": params.category}})
+    if params.in_stock is not None:
+        shared.append({"term": {"in_stock": params.in_stock}})
+    for name, value in sorted(params.attributes.items()):
+        shared.append({"term": {f"attributes.{name}": value}})
+    brand = [{"terms": {"brand": list(params.brands)}}] if params.brands else []
+    price: list[dict[str, Any]] = []
     if params.min_price_minor is not None or params.max_price_minor is not None:
         bounds: dict[str, int] = {}
         if params.min_price_minor is not None:
             bounds["gte"] = params.min_price_minor
         if params.max_price_minor is not None:
             bounds["lte"] = params.max_price_minor
-        filters.append({"range": {"price_minor": bounds}})
-    if params.in_stock is not None:
-        filters.append({"term": {"in_stock": params.in_stock}})
-    for name, value in sorted(params.attributes.items()):
-        filters.append({"term": {f"attributes.{name}": value}})
-    return filters
+        price.append({"range": {"price_minor": bounds}})
+    return Filters(shared, brand, price)
+
+
+def _all_of(clauses: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"bool": {"filter": clauses}}  # no clauses: matches everything
+
+
+def _facet(clauses: list[dict[str, Any]], agg: dict[str, Any]) -> dict[str, Any]:
+    """An aggregation over the documents that also match `clauses` (facets() reads it)."""
+    return {"filter": _all_of(clauses), "aggs": {"values": agg}}
 
 
 def text_query(q: str) -> dict[str, Any]:
@@ -144,23 +165,29 @@ def text_query(q: str) -> dict[str, Any]:
 
 def search_body(params: SearchParams) -> dict[str, Any]:
     q = params.q.strip()
+    f = filters_of(params)
     body: dict[str, Any] = {
         "query": {
             "bool": {
                 "must": [text_query(q) if q else {"match_all": {}}],
-                "filter": filter_clauses(params),
+                "filter": f.shared,
             }
         },
         "sort": _SORT_CLAUSES[params.sort],
         "size": params.limit,
         "track_total_hits": True,
         "_source": {"excludes": ["category_path", "attributes_text"]},
+        # each facet counts with every filter but its own (category drills down: all)
         "aggs": {
-            "category": {"terms": {"field": "category", "size": FACET_SIZE}},
-            "brand": {"terms": {"field": "brand", "size": FACET_SIZE}},
-            "price": {"range": {"field": "price_minor", "ranges": price_ranges()}},
+            "category": _facet(
+                f.brand + f.price, {"terms": {"field": "category", "size": FACET_SIZE}}
+            ),
+            "brand": _facet(f.price, {"terms": {"field": "brand", "size": FACET_SIZE}}),
+            "price": _facet(f.brand, {"range": {"field": "price_minor", "ranges": price_ranges()}}),
         },
     }
+    if f.brand or f.price:  # hits and total: every filter
+        body["post_filter"] = _all_of(f.brand + f.price)
     if params.sort == "relevance":
         # sorting on _score plus a tie-breaker: scores must still be computed
         body["track_scores"] = True
@@ -195,13 +222,20 @@ def suggest_body(prefix: str, limit: int) -> dict[str, Any]:
     }
 
 
+def _buckets(aggregations: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
+    buckets: list[dict[str, Any]] = aggregations.get(name, {}).get("values", {}).get("buckets", [])
+    return buckets
+
+
 def facets(aggregations: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Engine aggregations -> `{"category": [{"value", "count"}], "brand": ..., "price":
-    [{"key", "from", "to", "count"}]}` (price bounds in minor units)."""
+    """Engine aggregations (as `search_body` asks for them) -> `{"category": [{"value",
+    "count"}], "brand": ..., "price": [{"key", "from", "to", "count"}]}` (price bounds in
+    minor units)."""
     out: dict[str, list[dict[str, Any]]] = {}
     for name in ("category", "brand"):
-        buckets = aggregations.get(name, {}).get("buckets", [])
-        out[name] = [{"value": b["key"], "count": b["doc_count"]} for b in buckets]
+        out[name] = [
+            {"value": b["key"], "count": b["doc_count"]} for b in _buckets(aggregations, name)
+        ]
     out["price"] = [
         {
             "key": b["key"],
@@ -209,6 +243,6 @@ def facets(aggregations: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
             "to_minor": int(b["to"]) if b.get("to") is not None else None,
             "count": b["doc_count"],
         }
-        for b in aggregations.get("price", {}).get("buckets", [])
+        for b in _buckets(aggregations, "price")
     ]
     return out

@@ -71,8 +71,11 @@ def _attribute_filters(request: Request) -> dict[str, str]:
     description=(
         "`q` searches name, brand, category, description and attributes (typo tolerant; "
         "an exact or partial SKU also matches); empty `q` browses. Attribute filters are "
-        "`attr.<name>=<value>` (e.g. `attr.color=red`). Pass `next_cursor` back as "
-        "`cursor` with the same query for the next page."
+        "`attr.<name>=<value>` (e.g. `attr.color=red`). `brand` (repeatable) and the "
+        "price range are multi-select facets: the brand facet is counted without the "
+        "brand filter and the price facet without the price range, so they list what "
+        "else could be added. Pass `next_cursor` back as `cursor` with the same query "
+        "for the next page."
     ),
     responses=_UNAVAILABLE,
 )

@@ -46,7 +46,11 @@ class Facets(BaseModel):
 class SearchResponse(BaseModel):
     total: int = Field(description="number of products matching query and filters")
     hits: list[SearchHit]
-    facets: Facets = Field(description="counts over all matching products (filters applied)")
+    facets: Facets = Field(
+        description="counts over the matching products: category with every filter applied;"
+        " brand and price (multi-select) with every filter but their own, so the other"
+        " brands and price ranges show how many products adding them would bring"
+    )
     next_cursor: str | None = Field(
         description="pass as `cursor` (with the same q, filters and sort) for the next page"
     )

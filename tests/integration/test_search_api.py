@@ -75,16 +75,32 @@ CATALOG = [
     ("Lighting", "Crest", 150_000, 1, "black"),
 ]
 
-FILTERS: list[tuple[dict[str, Any], str, dict[str, Any]]] = [
+_CAT = "(category = 'Furniture' OR category LIKE 'Furniture/%%')"
+_ACME_CREST = "brand IN ('Acme', 'Crest')"
+_PRICE = "price_minor BETWEEN 2500 AND 30000"
+
+# (query parameters, the SQL of every filter, the SQL of a multi-select facet's filters
+# where they differ: brand and price are counted without their own filter)
+FILTERS: list[tuple[dict[str, Any], str, dict[str, str]]] = [
     ({}, "TRUE", {}),
-    ({"category": "Furniture"}, "(category = 'Furniture' OR category LIKE 'Furniture/%%')", {}),
+    ({"category": "Furniture"}, _CAT, {}),
     (
         {"category": "Furniture/Chairs", "in_stock": "true"},
         "(category LIKE 'Furniture/Chairs/%%') AND stock > 0",
         {},
     ),
-    ({"brand": ["Acme", "Crest"]}, "brand IN ('Acme', 'Crest')", {}),
-    ({"min_price": "25.00", "max_price": "300"}, "price_minor BETWEEN 2500 AND 30000", {}),
+    ({"brand": ["Acme", "Crest"]}, _ACME_CREST, {"brand": "TRUE"}),
+    ({"min_price": "25.00", "max_price": "300"}, _PRICE, {"price": "TRUE"}),
+    (
+        {
+            "category": "Furniture",
+            "brand": ["Acme", "Crest"],
+            "min_price": "25",
+            "max_price": "300",
+        },
+        f"{_CAT} AND {_ACME_CREST} AND {_PRICE}",
+        {"brand": f"{_CAT} AND {_PRICE}", "price": f"{_CAT} AND {_ACME_CREST}"},
+    ),
     ({"attr.color": "red"}, "attributes->>'color' = 'red'", {}),
     (
         {"q": "lamp", "attr.color": "white"},
@@ -94,13 +110,13 @@ FILTERS: list[tuple[dict[str, Any], str, dict[str, Any]]] = [
 ]
 
 
-@pytest.mark.parametrize(("params", "where", "_"), FILTERS)
+@pytest.mark.parametrize(("params", "where", "facet_where"), FILTERS)
 async def test_filter_and_facet_counts_agree_with_postgres(
     client: httpx.AsyncClient,
     stores: Stores,
     params: dict[str, Any],
     where: str,
-    _: dict[str, Any],
+    facet_where: dict[str, str],
 ) -> None:
     async with stores.pg.connection() as conn:
         for i, (category, brand, price, stock, color) in enumerate(CATALOG):
@@ -118,15 +134,18 @@ async def test_filter_and_facet_counts_agree_with_postgres(
     await _index_all(stores)
     body = await _search(client, **params)
 
-    live = f"deleted_at IS NULL AND status = 'active' AND {where}"
+    def live(facet: str | None = None) -> str:
+        return f"deleted_at IS NULL AND status = 'active' AND {facet_where.get(facet or '', where)}"
+
     async with stores.pg.connection() as conn:
-        cur = await conn.execute(f"SELECT count(*) AS n FROM products WHERE {live}")
+        cur = await conn.execute(f"SELECT count(*) AS n FROM products WHERE {live()}")
         row = await cur.fetchone()
         assert row is not None
         assert body["total"] == row["n"]
+        assert len(body["hits"]) == min(row["n"], 20)
         for facet in ("category", "brand"):
             cur = await conn.execute(
-                f"SELECT {facet} AS value, count(*) AS count FROM products WHERE {live}"
+                f"SELECT {facet} AS value, count(*) AS count FROM products WHERE {live(facet)}"
                 f" GROUP BY {facet}"
             )
             expected = {r["value"]: r["count"] for r in await cur.fetchall()}
@@ -135,7 +154,7 @@ async def test_filter_and_facet_counts_agree_with_postgres(
             low = bucket["from_minor"] if bucket["from_minor"] is not None else 0
             high = bucket["to_minor"] if bucket["to_minor"] is not None else 2**62
             cur = await conn.execute(
-                f"SELECT count(*) AS n FROM products WHERE {live}"
+                f"SELECT count(*) AS n FROM products WHERE {live('price')}"
                 " AND price_minor >= %s AND price_minor < %s",
                 (low, high),
             )

@@ -89,7 +89,7 @@ async def test_mapping_sync_query_and_alias_swap_work_on_elasticsearch(
 
     body = await engine.search(alias, search_body(SearchParams(q="ofice chairs")))
     assert [h["_id"] for h in body["hits"]["hits"]] == ["1", "2"]
-    facets = body["aggregations"]["brand"]["buckets"]
+    facets = body["aggregations"]["brand"]["values"]["buckets"]
     assert facets == [{"key": "Acme", "doc_count": 2}]
     body = await engine.search(alias, suggest_body("off", 5))
     assert [h["_source"]["name"] for h in body["hits"]["hits"]] == ["Office Chair"]

@@ -65,13 +65,26 @@ def test_filters() -> None:
             attributes={"color": "red"},
         )
     )
+    brand = {"terms": {"brand": ["Acme", "Bolt"]}}
+    price = {"range": {"price_minor": {"gte": 1000, "lte": 5000}}}
     assert body["query"]["bool"]["filter"] == [
         {"term": {"category_path": "Furniture/Chairs"}},
-        {"terms": {"brand": ["Acme", "Bolt"]}},
-        {"range": {"price_minor": {"gte": 1000, "lte": 5000}}},
         {"term": {"in_stock": True}},
         {"term": {"attributes.color": "red"}},
     ]
+    # hits: every filter; each multi-select facet: every filter but its own
+    assert body["post_filter"] == {"bool": {"filter": [brand, price]}}
+    aggs = body["aggs"]
+    assert aggs["category"]["filter"] == {"bool": {"filter": [brand, price]}}
+    assert aggs["brand"]["filter"] == {"bool": {"filter": [price]}}
+    assert aggs["price"]["filter"] == {"bool": {"filter": [brand]}}
+    assert aggs["brand"]["aggs"]["values"]["terms"]["field"] == "brand"
+
+
+def test_no_post_filter_without_facet_filters() -> None:
+    body = search_body(SearchParams(category="Lighting"))
+    assert "post_filter" not in body
+    assert body["aggs"]["brand"]["filter"] == {"bool": {"filter": []}}
 
 
 @pytest.mark.parametrize(
@@ -116,9 +129,12 @@ def test_price_buckets_cover_everything_without_gaps() -> None:
 def test_facets_shape() -> None:
     shaped = facets(
         {
-            "category": {"buckets": [{"key": "A/B", "doc_count": 3}]},
-            "brand": {"buckets": [{"key": "Acme", "doc_count": 2}]},
-            "price": {"buckets": [{"key": "*-2500", "to": 2500.0, "doc_count": 1}]},
+            "category": {"doc_count": 3, "values": {"buckets": [{"key": "A/B", "doc_count": 3}]}},
+            "brand": {"doc_count": 3, "values": {"buckets": [{"key": "Acme", "doc_count": 2}]}},
+            "price": {
+                "doc_count": 3,
+                "values": {"buckets": [{"key": "*-2500", "to": 2500.0, "doc_count": 1}]},
+            },
         }
     )
     assert shaped == {
