@@ -100,11 +100,22 @@ class SearchEngine:
 
     # -- cluster -----------------------------------------------------------------------
 
-    async def ping(self) -> None:
+    async def ping(self, index: str | None = None) -> None:
+        """The cluster is not red and, given `index`, a search on it answers (a missing
+        index is fine: nothing indexed yet). The search catches what cluster health
+        does not: right after a restart the cluster can report yellow while searches
+        still fail (`search_phase_execution_exception`), and a closed index."""
         with self._translate():
             health = await self.client.cluster.health()
         if health["status"] == "red":
             raise StoreUnavailable(STORE, "cluster status red")
+        if index is None:
+            return
+        try:
+            await self.search(index, {"size": 0, "track_total_hits": False})
+        except SearchRequestError as exc:
+            if exc.status != 404:
+                raise StoreUnavailable(STORE, f"search on {index}: {exc.error_type}") from exc
 
     async def close(self) -> None:
         await self.client.close()

@@ -14,6 +14,7 @@ from analytics.duck import AnalyticsStore
 from app.deps import StoresDep
 from app.metrics import STORE_UP
 from app.stores import Stores
+from search.index_admin import alias_name
 from storage import blobs, cache, postgres
 
 router = APIRouter(tags=["health"])
@@ -26,7 +27,7 @@ def _checks(stores: Stores) -> dict[str, Callable[[], Awaitable[None]]]:
     return {
         "postgres": lambda: postgres.ping(stores.pg),
         "redis": lambda: cache.ping(stores.redis),
-        "search": stores.search.ping,
+        "search": lambda: stores.search.ping(alias_name(stores.settings.search_index_prefix)),
         "blobs": lambda: blobs.ping(stores.blobs, stores.settings.s3_bucket),
         "analytics": analytics.ping,
     }

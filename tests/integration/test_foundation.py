@@ -11,6 +11,7 @@ import pytest
 
 from app.settings import Settings
 from app.stores import Stores
+from search.index_admin import ensure_alias
 from storage import outbox
 
 
@@ -32,6 +33,29 @@ async def test_readyz_names_every_store_and_is_green(client: httpx.AsyncClient) 
         "analytics",
     ]
     assert all(": ok" in line for line in lines)
+
+
+async def test_readyz_fails_while_the_product_index_cannot_be_searched(
+    client: httpx.AsyncClient, stores: Stores
+) -> None:
+    """The cluster can be green while searches on the alias fail (here a read block on
+    the index; after a restart, shards not searchable yet): /readyz searches the alias."""
+    prefix = stores.settings.search_index_prefix
+    alias = await ensure_alias(stores.search, stores.pg, prefix)
+    (target,) = await stores.search.alias_targets(alias)
+    assert (await client.get("/readyz")).status_code == 200
+    await stores.search.put_index_settings(target, {"index": {"blocks": {"read": True}}})
+    try:
+        health = await stores.search.client.cluster.health()
+        assert health["status"] != "red"  # what the cluster-level check alone saw
+        response = await client.get("/readyz")
+        assert response.status_code == 503
+        lines = dict(line.split(": ", 1) for line in response.text.strip().splitlines())
+        assert lines["search"].startswith("FAIL") and alias in lines["search"]
+        assert lines["postgres"].startswith("ok")
+    finally:
+        await stores.search.put_index_settings(target, {"index": {"blocks": {"read": False}}})
+    assert (await client.get("/readyz")).status_code == 200
 
 
 async def test_readyz_names_the_failing_store(
