@@ -10,6 +10,41 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# ISO 4217 currencies whose minor unit is not a hundredth (0, 3 or 4 decimals). Prices
+# are stored in hundredths of the unit (`price_minor`), so a shop cannot list these.
+NOT_TWO_DECIMALS = frozenset(
+    {
+        # 0 decimals
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "ISK",
+        "JPY",
+        "KMF",
+        "KRW",
+        "PYG",
+        "RWF",
+        "UGX",
+        "UYI",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+        # 3 and 4 decimals
+        "BHD",
+        "IQD",
+        "JOD",
+        "KWD",
+        "LYD",
+        "OMR",
+        "TND",
+        "CLF",
+        "UYW",
+    }
+)
+
 DEV_S3_SECRET = "polyshop-dev-secret"
 DEV_KEY_PEPPER = "polyshop-dev-pepper"
 
@@ -133,12 +168,30 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(1024 * 1024, gt=0, description="request body limit (JSON)")
     access_log: bool = Field(True, description="one structured log line per request")
+    currencies: list[str] = Field(
+        default_factory=lambda: ["USD", "EUR", "GBP"],
+        description="ISO 4217 codes products may be priced in (2-decimal currencies only)",
+    )
     worker_metrics_port: int = Field(9101, ge=0, description="worker /metrics port; 0: off")
 
     # API keys are stored as HMAC-SHA256(pepper, key)
     api_key_pepper: SecretStr = Field(
         SecretStr(DEV_KEY_PEPPER), description="HMAC key for stored API-key hashes"
     )
+
+    @model_validator(mode="after")
+    def _two_decimal_currencies(self) -> Settings:
+        for code in self.currencies:
+            if len(code) != 3 or not code.isascii() or not code.isupper():
+                raise ValueError(f"currencies: {code!r} is not an ISO 4217 code")
+            if code in NOT_TWO_DECIMALS:
+                raise ValueError(
+                    f"currencies: {code} does not have 2 decimal places; prices are stored"
+                    " in hundredths"
+                )
+        if not self.currencies:
+            raise ValueError("currencies: at least one")
+        return self
 
     @model_validator(mode="after")
     def _no_dev_secrets_in_production(self) -> Settings:

@@ -6,6 +6,7 @@ embeds it between markers and `tests/unit/test_readme.py` fails when the two dri
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -20,8 +21,8 @@ END = "<!-- settings:end -->"
 def _default(value: object) -> str:
     if isinstance(value, SecretStr):
         return "(dev secret; required in production)"
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
+    if isinstance(value, list):  # as the environment must spell it: JSON
+        return json.dumps(value)
     return str(value)
 
 

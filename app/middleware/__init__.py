@@ -24,4 +24,4 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(BodySizeLimitMiddleware, settings=settings)
     app.add_middleware(RateLimitMiddleware, settings=settings)
     app.add_middleware(RequestIdMiddleware, access_log=settings.access_log)
-    document_error_responses(app)
+    document_error_responses(app, settings.currencies)

@@ -5,11 +5,13 @@ body FastAPI cannot parse) from any operation with a body, 401/403 from any oper
 that needs an API key.
 
 Clients and the schemathesis run (tests/integration/test_fuzz_api.py) then see exactly
-the statuses and content types the API really sends.
+the statuses and content types the API really sends. The same pass writes the values
+this deployment's settings allow into the schemas (the shop's currencies).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -58,16 +60,29 @@ _COMMON: dict[str, dict[str, Any]] = {
 }
 
 
-def document_error_responses(app: FastAPI) -> None:
+def document_error_responses(app: FastAPI, currencies: Sequence[str]) -> None:
     """Post-process the generated document once, when it is first asked for."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            add_error_responses(generate())
+            document = generate()
+            add_error_responses(document)
+            allow_currencies(document, currencies)
         return app.openapi_schema or generate()
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def allow_currencies(document: dict[str, Any], currencies: Sequence[str]) -> None:
+    """Every request schema's `currency` property lists the shop's currencies (checked
+    by the products API against the settings, which the static models cannot know)."""
+    for name, schema in document.get("components", {}).get("schemas", {}).items():
+        prop = schema.get("properties", {}).get("currency")
+        if prop is not None and name.endswith(("In", "Patch")):
+            prop["enum"] = list(currencies)
+            if name.endswith("In"):
+                prop["default"] = currencies[0]  # what the route fills in
 
 
 def add_error_responses(document: dict[str, Any]) -> None:

@@ -35,6 +35,7 @@ from app.schemas.products import (
     Status,
     price_to_minor,
 )
+from app.stores import Stores
 from storage import products
 from storage.errors import StoreUnavailable
 from storage.product_cache import Entry, ProductCache
@@ -139,6 +140,13 @@ def _expected_version(if_match: str | None) -> int | None:
     return version if version <= BIGINT_MAX else -1
 
 
+def _check_currency(currency: str, stores: Stores) -> None:
+    """Only the shop's currencies (settings.currencies: all with 2 decimal places)."""
+    allowed = stores.settings.currencies
+    if currency not in allowed:
+        raise InvalidField("currency", f"not one of the shop's currencies ({', '.join(allowed)})")
+
+
 @router.post(
     "",
     status_code=201,
@@ -147,9 +155,11 @@ def _expected_version(if_match: str | None) -> int | None:
     responses={409: {"description": "a live product already has this sku"}},
 )
 async def create_product(body: ProductIn, _admin: AdminDep, stores: StoresDep) -> Response:
+    row = body.to_row(default_currency=stores.settings.currencies[0])
+    _check_currency(row["currency"], stores)
     with _write_errors():
         async with stores.pg.connection() as conn, conn.transaction():
-            product = await products.create(conn, body.to_row())
+            product = await products.create(conn, row)
     # No cache invalidation needed: absent products are never cached.
     return _respond(Entry(product.version, _body(product)), 201, Location=f"/products/{product.id}")
 
@@ -205,6 +215,8 @@ async def update_product(
     changes = body.to_changes()
     if not changes:
         raise InvalidField("body", "no field to change")
+    if "currency" in changes:
+        _check_currency(changes["currency"], stores)
     expected = _expected_version(if_match)
     with _write_errors():
         async with stores.pg.connection() as conn, conn.transaction():

@@ -23,7 +23,7 @@ from app.schemas.images import ImageOut
 from app.schemas.json_types import JSON_INTEGER, NOT_BLANK_TEXT_PATTERN, TEXT_PATTERN
 from storage.products import Product
 
-MINOR_PER_UNIT = 100  # every supported currency has two decimals (validated below)
+MINOR_PER_UNIT = 100  # the shop lists only 2-decimal currencies (settings.currencies)
 
 Status = Literal["active", "draft", "archived"]
 # Not blank, so the schema says what stripping the surrounding whitespace leaves valid;
@@ -90,14 +90,16 @@ class ProductIn(BaseModel):
     brand: Label = ""
     category: Category = Field("", examples=["Furniture/Chairs/Office Chairs"])
     price: Price
-    currency: Currency = "USD"
+    # not sent: the shop's first currency (settings.currencies), filled in by the route
+    currency: Currency | MISSING = MISSING
     stock: Stock = 0
     attributes: Attributes = Field(default_factory=dict)
     status: Status = "active"
 
-    def to_row(self) -> dict[str, Any]:
+    def to_row(self, default_currency: str) -> dict[str, Any]:
         row = self.model_dump(exclude={"price"})
         row["price_minor"] = price_to_minor(self.price)
+        row.setdefault("currency", default_currency)
         return row
 
 

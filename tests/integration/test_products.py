@@ -7,7 +7,10 @@ from typing import Any
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 
+from app.main import create_app
+from app.settings import Settings
 from app.stores import Stores
 from storage import outbox
 from tests.support.auth import bearer
@@ -119,6 +122,8 @@ async def test_duplicate_live_sku_is_409_and_a_deleted_sku_is_free(
         ("stock", False),  # strict: no bool (or float, or string) as an integer
         ("stock", "3"),
         ("currency", "eur"),
+        ("currency", "JPY"),  # not a shop currency (and has no decimals at all)
+        ("currency", "XYZ"),
         ("stock", -1),
         ("attributes", {"color": 3}),
         ("sku", ""),
@@ -146,6 +151,10 @@ async def test_bad_ids_and_patches_are_4xx_never_500(
     for field in ("name", "price", "status"):
         null = await client.patch(f"/products/{pid}", json={field: None}, headers=admin)
         assert null.status_code == 422 and field in null.json()["detail"], field
+    for currency, status in (("CHF", 422), ("EUR", 200)):  # shop currencies: USD EUR GBP
+        patched = await client.patch(f"/products/{pid}", json={"currency": currency}, headers=admin)
+        assert patched.status_code == status, patched.text
+    assert patched.json()["currency"] == "EUR"
     empty = await client.patch(f"/products/{pid}", json={}, headers=admin)
     assert empty.status_code == 422
     unknown = await client.patch(f"/products/{pid}", json={"colour": "red"}, headers=admin)
@@ -288,3 +297,27 @@ async def test_every_write_emits_one_event_in_its_transaction(
     async with stores.pg.connection() as conn, conn.transaction():
         events = await outbox.claim(conn, "cache")
     assert [(e.aggregate_id, e.version) for e in events] == [(pid, 1), (pid, 2)]
+
+
+async def test_the_shop_currencies_come_from_the_settings(
+    settings: Settings, admin: dict[str, str]
+) -> None:
+    """`currencies` decides what a product may be priced in, the default for a product
+    sent without one (the first), and the enum the OpenAPI document shows."""
+    app = create_app(settings.model_copy(update={"currencies": ["CHF", "EUR"]}))
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            body = product(sku="CUR-1")
+            del body["currency"]
+            created = await c.post("/products", json=body, headers=admin)
+            assert created.status_code == 201, created.text
+            assert created.json()["currency"] == "CHF"
+            usd = await c.post(
+                "/products", json=product(sku="CUR-2", currency="USD"), headers=admin
+            )
+            assert usd.status_code == 422
+            assert usd.json()["errors"][0]["field"] == "currency"
+            schema = (await c.get("/openapi.json")).json()["components"]["schemas"]["ProductIn"]
+            assert schema["properties"]["currency"]["enum"] == ["CHF", "EUR"]
+            assert schema["properties"]["currency"]["default"] == "CHF"
