@@ -149,6 +149,19 @@ def _key_order(spec: TableSpec) -> str:
     return ", ".join(_q(k) for k in spec.key)
 
 
+# pg_stats.correlation of the key's first column from which the heap counts as already
+# in key order (a shop that writes an order's lines with it: 1.0), so a full copy skips
+# the sort: on 4M order lines in key order the unsorted copy queried as fast and loaded
+# ~10% faster (docs/benchmarks.md, "Sorted by key").
+HEAP_IN_KEY_ORDER = 0.98
+
+
+def _needs_sort(spec: TableSpec, columns: list[SourceColumn]) -> bool:
+    """Whether a full copy must sort the rows by key; unknown statistics: sort."""
+    first = next((c for c in columns if c.name == spec.key[0]), None)
+    return first is None or first.correlation is None or first.correlation < HEAP_IN_KEY_ORDER
+
+
 def _utc_timestamp(moment: datetime) -> str:
     """A DuckDB TIMESTAMP literal for `moment` in UTC (a naive `moment` is taken as UTC)."""
     if moment.tzinfo is not None:
@@ -337,9 +350,11 @@ class EtlJob:
         Rows are written in key order, so each row group holds one narrow key range
         (tight zone maps, order_lines grouped by order) whatever order the source heap
         is in. The queries got 1.2-1.3x faster; the full load was no slower at 1M order
-        lines and ~10-20% slower at 4M (docs/benchmarks.md, "Sorted by key"). Incremental
-        runs append their rows (in key order too) after the existing ones; the next full
-        refresh re-sorts.
+        lines and ~10-20% slower at 4M (docs/benchmarks.md, "Sorted by key"). When
+        Postgres' statistics say the heap is in key order already (`_needs_sort`), the
+        parallel scan's ranges keep that order closely enough and the sort is skipped.
+        Incremental runs append their rows (in key order too) after the existing ones;
+        the next full refresh re-sorts.
         """
         cols = ", ".join(_landed(c) for c in columns)
         source = f"SELECT {cols} FROM {engine.POSTGRES}.{_q(self.config.schema)}.{_q(spec.name)}"
@@ -350,9 +365,8 @@ class EtlJob:
             for name, kind, *_ in duck.execute(f"DESCRIBE {source}").fetchall()
         )
         duck.execute(f"CREATE OR REPLACE TABLE {_q(spec.name)} ({defs})")
-        row = duck.execute(
-            f"INSERT INTO {_q(spec.name)} {source} ORDER BY {_key_order(spec)}"
-        ).fetchone()
+        order = f" ORDER BY {_key_order(spec)}" if _needs_sort(spec, columns) else ""
+        row = duck.execute(f"INSERT INTO {_q(spec.name)} {source}{order}").fetchone()
         return int(row[0]) if row else 0
 
     def _changed_keys_sql(

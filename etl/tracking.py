@@ -27,6 +27,8 @@ class SourceColumn:
     pg_type: str  # format_type(): 'bigint', 'character(3)', ...
     # distinct values Postgres' statistics estimate (pg_stats); None before an ANALYZE
     distinct: float | None = None
+    # pg_stats.correlation: 1.0 when the heap is in this column's order; None if unknown
+    correlation: float | None = None
 
 
 def try_lock(conn: Conn) -> bool:
@@ -65,7 +67,8 @@ def source_columns(conn: Conn, table: str) -> list[SourceColumn]:
     rows = conn.execute(
         """SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS pg_type,
                   CASE WHEN s.n_distinct >= 0 THEN s.n_distinct
-                       ELSE -s.n_distinct * greatest(c.reltuples, 0) END AS distinct_values
+                       ELSE -s.n_distinct * greatest(c.reltuples, 0) END AS distinct_values,
+                  s.correlation
              FROM pg_attribute a
              JOIN pg_class c ON c.oid = a.attrelid
              LEFT JOIN pg_stats s ON s.schemaname = current_schema() AND s.tablename = c.relname
@@ -82,6 +85,7 @@ def source_columns(conn: Conn, table: str) -> list[SourceColumn]:
             r["name"],
             r["pg_type"],
             None if r["distinct_values"] is None else float(r["distinct_values"]),
+            None if r["correlation"] is None else float(r["correlation"]),
         )
         for r in rows
     ]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from etl.runner import EtlConfig, EtlJob
-from etl.tables import CONFIGURATIONS, SHOP, TPCH
+from etl.runner import EtlConfig, EtlJob, _needs_sort
+from etl.tables import CONFIGURATIONS, SHOP, TPCH, TableSpec
 from etl.tracking import SourceColumn, Watermark
 
 MARK = Watermark("1000", "1000:1005:1002")
@@ -112,3 +112,19 @@ def test_only_strings_with_many_values_are_stored_plain() -> None:
     assert _stored_plain(SourceColumn("sku", "text", DICTIONARY_MAX_DISTINCT + 1.0))
     assert not _stored_plain(SourceColumn("status", "text", 4.0))
     assert not _stored_plain(SourceColumn("name", "text", None))  # no statistics yet
+
+
+@pytest.mark.parametrize(
+    ("correlation", "sort"),
+    [(None, True), (0.25, True), (-1.0, True), (0.97, True), (0.99, False), (1.0, False)],
+)
+def test_a_full_copy_sorts_unless_the_heap_is_in_key_order(
+    correlation: float | None, sort: bool
+) -> None:
+    spec = TableSpec("order_lines", ("order_id", "line_no"))
+    columns = [
+        SourceColumn("order_id", "bigint", 1000.0, correlation),
+        SourceColumn("line_no", "integer", 4.0, 1.0),  # only the first key column counts
+    ]
+    assert _needs_sort(spec, columns) is sort
+    assert _needs_sort(spec, columns[1:]) is True  # key column not found: sort
