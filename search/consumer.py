@@ -20,13 +20,13 @@ from search.engine import SearchEngine
 from search.index_admin import ensure_alias
 from search.sync import SyncResult, sync_ids
 from storage.outbox import OutboxEvent
+from storage.products import AGGREGATE as PRODUCT_AGGREGATE
 
 log = structlog.get_logger()
 
 PgPool = AsyncConnectionPool[AsyncConnection[dict[str, Any]]]
 
 CONSUMER_NAME = "search"
-PRODUCT_AGGREGATE = "product"
 
 
 class SearchIndexConsumer:

@@ -34,7 +34,6 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from storage import outbox
 from storage.errors import StoreUnavailable
 from storage.image_blobs import (
     INCOMING_PREFIX,
@@ -53,7 +52,7 @@ from storage.image_processing import (
     ProcessedImage,
     renditions_of_stored,
 )
-from storage.products import AGGREGATE, UPSERTED
+from storage.products import UPSERTED, emit_event
 
 log = structlog.get_logger()
 
@@ -270,9 +269,7 @@ async def touch_product(conn: Conn, product_id: int) -> int | None:
     if row is None:
         return None
     version = int(row["version"])
-    await outbox.emit(
-        conn, aggregate=AGGREGATE, aggregate_id=product_id, event_type=UPSERTED, version=version
-    )
+    await emit_event(conn, product_id, UPSERTED, version)
     return version
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from psycopg import AsyncConnection
 
-from storage import outbox
+from storage import outbox, products
 
 MAX_MINOR = 2**63 - 1  # orders.total_minor is a bigint
 Status = Literal["pending", "paid", "shipped", "cancelled"]
@@ -362,11 +362,6 @@ async def _emit_stock_change(
     conn: AsyncConnection[Any], product_id: int, row: dict[str, Any], cause: str
 ) -> None:
     """A stock change is a product change: caches and the index see the new version."""
-    await outbox.emit(
-        conn,
-        aggregate="product",
-        aggregate_id=product_id,
-        event_type="product.upserted",
-        version=row["version"],
-        payload={"stock": row["stock"], "cause": cause},
+    await products.emit_event(
+        conn, product_id, products.UPSERTED, row["version"], {"stock": row["stock"], "cause": cause}
     )

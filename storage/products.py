@@ -113,7 +113,7 @@ async def create(conn: AsyncConnection[Any], fields: Mapping[str, Any]) -> Produ
     row = await cur.fetchone()
     assert row is not None
     product = _product(row)
-    await _emit(conn, product.id, UPSERTED, product.version)
+    await emit_event(conn, product.id, UPSERTED, product.version)
     return product
 
 
@@ -161,7 +161,7 @@ async def update(
     if row is None:
         raise await _why_not_written(conn, product_id, expected_version)
     product = _product(row)
-    await _emit(conn, product.id, UPSERTED, product.version)
+    await emit_event(conn, product.id, UPSERTED, product.version)
     return product
 
 
@@ -179,7 +179,7 @@ async def delete(
     if row is None:
         raise await _why_not_written(conn, product_id, expected_version)
     version = int(row["version"])
-    await _emit(conn, product_id, DELETED, version)
+    await emit_event(conn, product_id, DELETED, version)
     return version
 
 
@@ -232,10 +232,23 @@ async def _why_not_written(
     return VersionMismatch(product_id, expected_version, int(row["version"]))
 
 
-async def _emit(conn: AsyncConnection[Any], product_id: int, event_type: str, version: int) -> None:
-    # The payload stays empty: consumers re-read Postgres, the version guards the order.
+async def emit_event(
+    conn: AsyncConnection[Any],
+    product_id: int,
+    event_type: str,
+    version: int,
+    payload: dict[str, Any] | None = None,
+) -> None:
+    """Record a product event in the caller's transaction (every product change, also
+    by orders and images, goes through here). Consumers re-read Postgres and the version
+    guards the order, so a payload is only ever informational."""
     await outbox.emit(
-        conn, aggregate=AGGREGATE, aggregate_id=product_id, event_type=event_type, version=version
+        conn,
+        aggregate=AGGREGATE,
+        aggregate_id=product_id,
+        event_type=event_type,
+        version=version,
+        payload=payload,
     )
 
 
