@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from search.engine import SearchEngine, SearchRequestError
@@ -14,10 +13,7 @@ from search.query import (
     search_body,
     suggest_body,
 )
-
-
-def format_price(price_minor: int) -> str:
-    return str((Decimal(price_minor) / 100).quantize(Decimal("0.01")))
+from storage.money import format_minor
 
 
 def _empty_facets() -> dict[str, list[dict[str, Any]]]:
@@ -35,7 +31,7 @@ def _hit(hit: dict[str, Any]) -> dict[str, Any]:
         "description": src.get("description", ""),
         "brand": src.get("brand", ""),
         "category": src.get("category", ""),
-        "price": format_price(int(src["price_minor"])),
+        "price": format_minor(int(src["price_minor"])),
         "currency": src.get("currency", "USD"),
         "stock": src.get("stock", 0),
         "in_stock": bool(src.get("in_stock")),

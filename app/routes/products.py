@@ -33,11 +33,11 @@ from app.schemas.products import (
     ProductPage,
     ProductPatch,
     Status,
-    price_to_minor,
 )
 from app.stores import Stores
 from storage import products
 from storage.errors import StoreUnavailable
+from storage.money import to_minor
 from storage.product_cache import Entry, ProductCache
 
 router = APIRouter(prefix="/products", tags=["products"])
@@ -274,8 +274,8 @@ async def list_products(
     where = products.ProductFilter(
         category=category,
         brand=brand,
-        min_price_minor=None if min_price is None else price_to_minor(min_price),
-        max_price_minor=None if max_price is None else price_to_minor(max_price),
+        min_price_minor=None if min_price is None else to_minor(min_price),
+        max_price_minor=None if max_price is None else to_minor(max_price),
         status=status,
     )
     with _postgres_errors():

@@ -24,6 +24,7 @@ from search.query import (
     SortName,
     decode_cursor,
 )
+from storage.money import to_minor
 
 router = APIRouter(prefix="/search", tags=["search"])
 
@@ -43,7 +44,7 @@ def _invalid(field: str, message: str) -> RequestValidationError:
 
 
 def _minor(value: Decimal | None) -> int | None:
-    return None if value is None else int(value * 100)
+    return None if value is None else to_minor(value)
 
 
 def _attribute_filters(request: Request) -> dict[str, str]:

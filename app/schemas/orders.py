@@ -9,18 +9,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.schemas.json_types import JSON_INTEGER
+from storage.money import format_minor
 from storage.orders import Order
 
 MAX_ID = 2**63 - 1  # Postgres bigint
 MAX_LINES = 100
 MAX_QUANTITY = 10_000
-
-
-def format_minor(minor: int) -> str:
-    """Minor units as a decimal string with two decimals: 19999 -> "199.99"."""
-    sign = "-" if minor < 0 else ""
-    whole, cents = divmod(abs(minor), 100)
-    return f"{sign}{whole}.{cents:02d}"
 
 
 class OrderItemIn(BaseModel):

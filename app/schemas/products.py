@@ -6,7 +6,6 @@ Prices travel as decimal strings ("199.99") and are stored in minor units (cents
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -21,9 +20,8 @@ from pydantic import (
 
 from app.schemas.images import ImageOut
 from app.schemas.json_types import JSON_INTEGER, NOT_BLANK_TEXT_PATTERN, TEXT_PATTERN
+from storage.money import format_minor, to_minor
 from storage.products import Product
-
-MINOR_PER_UNIT = 100  # the shop lists only 2-decimal currencies (settings.currencies)
 
 Status = Literal["active", "draft", "archived"]
 # Not blank, so the schema says what stripping the surrounding whitespace leaves valid;
@@ -73,14 +71,6 @@ Attributes = Annotated[
 ]
 
 
-def price_to_minor(price: Decimal | str) -> int:
-    return int(Decimal(price) * MINOR_PER_UNIT)
-
-
-def minor_to_price(minor: int) -> str:
-    return f"{Decimal(minor) / MINOR_PER_UNIT:.2f}"
-
-
 class ProductIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -98,7 +88,7 @@ class ProductIn(BaseModel):
 
     def to_row(self, default_currency: str) -> dict[str, Any]:
         row = self.model_dump(exclude={"price"})
-        row["price_minor"] = price_to_minor(self.price)
+        row["price_minor"] = to_minor(self.price)
         row.setdefault("currency", default_currency)
         return row
 
@@ -128,7 +118,7 @@ class ProductPatch(BaseModel):
     def to_changes(self) -> dict[str, Any]:
         changes = self.model_dump(exclude={"price"})
         if self.price is not MISSING:
-            changes["price_minor"] = price_to_minor(self.price)
+            changes["price_minor"] = to_minor(self.price)
         return changes
 
 
@@ -164,7 +154,7 @@ class ProductOut(BaseModel):
             description=product.description,
             brand=product.brand,
             category=product.category,
-            price=minor_to_price(product.price_minor),
+            price=format_minor(product.price_minor),
             currency=product.currency.strip(),
             stock=product.stock,
             attributes=product.attributes,

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.schemas.orders import OrderIn, format_minor
+from app.schemas.orders import OrderIn
 from storage import idempotency, seed
+from storage.money import format_minor
 from storage.orders import IllegalTransition, check_transition, merge_items
 
 
