@@ -280,14 +280,26 @@ class ProductCache:
         await self._invalidate_many(changes)
 
     async def _invalidate_many(self, changes: Iterable[tuple[int, int]]) -> None:
+        changes = list(changes)
+        if len(changes) == 1:
+            # One EVALSHA (the script loads itself on NOSCRIPT). A pipeline would cost a
+            # second round trip: redis-py sends SCRIPT EXISTS before every pipeline that
+            # runs a script. This is the request path of every product write.
+            await self._invalidate(
+                keys=self._invalidate_keys(changes[0][0]), args=[changes[0][1], FLOOR_TTL_MS]
+            )
+            return
         async with self.redis.pipeline(transaction=False) as pipe:
             for product_id, version in changes:
                 await self._invalidate(
-                    keys=[self.value_key(product_id), self.floor_key(product_id)],
+                    keys=self._invalidate_keys(product_id),
                     args=[version, FLOOR_TTL_MS],
                     client=pipe,
                 )
             await pipe.execute()
+
+    def _invalidate_keys(self, product_id: int) -> list[str]:
+        return [self.value_key(product_id), self.floor_key(product_id)]
 
     # breaker
 

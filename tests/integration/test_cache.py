@@ -260,6 +260,29 @@ async def test_redis_unreachable_reads_and_writes_go_on_behind_the_breaker(
     assert metric("polyshop_cache_requests_total", {"result": "bypass"}) >= bypassed + 4
 
 
+async def test_invalidation_loads_its_script_again_after_a_script_flush(
+    client: httpx.AsyncClient, app: FastAPI, stores: Stores, admin: dict[str, str]
+) -> None:
+    """Redis restarted or SCRIPT FLUSHed under a running app: one change (the request
+    path, a single EVALSHA) and a batch (the relay, a pipeline) both still invalidate."""
+    a = await new_product(client, admin, "FLUSH-A")
+    b = await new_product(client, admin, "FLUSH-B")
+    assert [await version_of(client, p) for p in (a, b)] == [1, 1]  # both cached now
+    cache: ProductCache = app.state.product_cache  # made by the first read
+    assert await cached_version(stores, cache, b) == 1
+
+    await stores.redis.script_flush()
+    write = await client.patch(f"/products/{a}", json={"stock": 3}, headers=admin)
+    assert write.status_code == 200
+    assert await cached_version(stores, cache, a) is None
+    assert await version_of(client, a) == 2  # cached again, at 2
+
+    await stores.redis.script_flush()
+    await cache.invalidate_strict([(a, 3), (b, 2)])
+    assert await cached_version(stores, cache, a) is None
+    assert await cached_version(stores, cache, b) is None
+
+
 async def test_missed_invalidation_is_applied_later_by_the_relay(
     settings: Settings, stores: Stores, admin: dict[str, str]
 ) -> None:
