@@ -71,6 +71,15 @@ class Settings(BaseSettings):
     database_pool_min: int = Field(1, ge=0, description="connections kept open per process")
     database_pool_max: int = Field(10, ge=1, description="connections at most per process")
     database_statement_timeout_ms: int = Field(15_000, gt=0, description="per statement")
+    database_pool_timeout_s: float = Field(
+        5.0, gt=0, description="longest wait for a pooled connection (then 503)"
+    )
+    database_fail_fast_s: float = Field(
+        2.0,
+        ge=0,
+        description="after a failed connection attempt, checkouts fail at once (503) for"
+        " this long; 0 turns it off",
+    )
 
     # Redis: read cache
     redis_url: str = Field("redis://127.0.0.1:56379/0", description="read cache, rate limits")

@@ -58,6 +58,8 @@ async def open_stores(
         min_size=settings.database_pool_min,
         max_size=settings.database_pool_max,
         statement_timeout_ms=settings.database_statement_timeout_ms,
+        timeout_s=settings.database_pool_timeout_s,
+        fail_fast_s=settings.database_fail_fast_s,
     )
     redis = create_redis(settings.redis_url, timeout_s=settings.redis_timeout_s)
     search = create_search_engine(

@@ -45,13 +45,15 @@ async def _check_unless_just_used(conn: AsyncConnection[Any]) -> None:
 # failed less than this long ago and it has no idle connection, a checkout fails at
 # once instead. A request after the window waits as before (and its checkout makes the
 # pool try again), so a server that came back is found within about this long.
+# Setting `database_fail_fast_s`; 0 turns it off.
 FAIL_FAST_WINDOW_S = 2.0
 
 
 class ServerHealth:
     """What the pool's own connection attempts last said about the server."""
 
-    def __init__(self) -> None:
+    def __init__(self, window_s: float = FAIL_FAST_WINDOW_S) -> None:
+        self.window_s = window_s
         self.failed_at: float | None = None  # monotonic; None after a success
 
     def attempt_failed(self) -> None:
@@ -62,7 +64,7 @@ class ServerHealth:
 
     def known_down(self) -> bool:
         failed = self.failed_at
-        return failed is not None and time.monotonic() - failed < FAIL_FAST_WINDOW_S
+        return failed is not None and time.monotonic() - failed < self.window_s
 
 
 def _reporting_to(health: ServerHealth) -> type[AsyncConnection[dict[str, Any]]]:
@@ -124,10 +126,13 @@ async def create_pool(
     min_size: int = 1,
     max_size: int = 10,
     statement_timeout_ms: int = 15_000,
+    timeout_s: float = 5.0,
+    fail_fast_s: float = FAIL_FAST_WINDOW_S,
 ) -> Pool:
     """Open a pool without waiting for the server, so the API can start (and report
-    not-ready) while Postgres is down."""
-    health = ServerHealth()
+    not-ready) while Postgres is down. A checkout waits at most `timeout_s`, and fails
+    at once for `fail_fast_s` after a failed connection attempt (see ServerHealth)."""
+    health = ServerHealth(fail_fast_s)
     pool = Pool(
         url,
         health=health,
@@ -143,7 +148,7 @@ async def create_pool(
         },
         connection_class=_reporting_to(health),
         open=False,
-        timeout=5.0,
+        timeout=timeout_s,
         reconnect_timeout=0,  # keep retrying in the background forever
         check=_check_unless_just_used,
         reset=_note_return,

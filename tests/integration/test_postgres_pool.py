@@ -1,6 +1,6 @@
 """The Postgres pool against a real server: a connection is checked unless it was
 returned moments ago (storage/postgres.py, CHECK_BYPASS_S), and a checkout fails at once
-while the server is known to be unreachable (FAIL_FAST_WINDOW_S)."""
+while the server is known to be unreachable (setting `database_fail_fast_s`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from app.settings import Settings
+from app.stores import open_stores
 from storage import postgres
 
 
@@ -68,7 +69,7 @@ async def test_read_connection_reads_without_a_transaction_and_hands_back_a_norm
 
 
 async def test_a_checkout_fails_at_once_while_the_server_is_down_and_works_once_it_is_back(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings,
 ) -> None:
     pool = await postgres.create_pool(
         "postgresql://polyshop@127.0.0.1:1/nowhere",  # refused: nothing listens there
@@ -89,10 +90,43 @@ async def test_a_checkout_fails_at_once_while_the_server_is_down_and_works_once_
         # the server "comes back" (same pool, now pointed at a live one); once the
         # window has passed, a checkout waits for the pool again and gets a connection
         pool.conninfo = settings.database_url
-        monkeypatch.setattr(postgres, "FAIL_FAST_WINDOW_S", 0.0)
+        pool.health.window_s = 0.0
         async with pool.connection() as conn:
             cur = await conn.execute("SELECT 1 AS one")
             assert await cur.fetchone() == {"one": 1}
         assert not pool.health.known_down() and pool.health.failed_at is None
     finally:
         await pool.close()
+
+
+async def test_with_fail_fast_off_a_checkout_waits_the_pool_timeout(settings: Settings) -> None:
+    pool = await postgres.create_pool(
+        "postgresql://polyshop@127.0.0.1:1/nowhere",
+        schema=settings.database_schema,
+        min_size=1,
+        max_size=2,
+        timeout_s=0.3,
+        fail_fast_s=0.0,
+    )
+    try:
+        for _ in range(200):  # the pool's first background attempt
+            if pool.health.failed_at is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert pool.health.failed_at is not None and not pool.health.known_down()
+        # the pool's own timeout, not the fail-fast refusal
+        with pytest.raises(PoolTimeout, match=r"after 0\.30 sec"):
+            async with pool.connection():
+                pass
+    finally:
+        await pool.close()
+
+
+async def test_the_pool_takes_its_timeouts_from_the_settings(settings: Settings) -> None:
+    custom = settings.model_copy(
+        update={"database_pool_timeout_s": 1.5, "database_fail_fast_s": 0.25}
+    )
+    async with open_stores(custom) as stores:
+        assert isinstance(stores.pg, postgres.Pool)
+        assert stores.pg.timeout == 1.5
+        assert stores.pg.health.window_s == 0.25
