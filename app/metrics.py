@@ -21,6 +21,13 @@ CACHE_REQUESTS = Counter(
     "Product cache lookups by result: hit, miss, error (Redis failed), bypass (breaker open)",
     ["result"],
 )
+CACHE_HANDOFFS = Counter(
+    "polyshop_cache_handoffs_total",
+    "Writes whose invalidation this replica could not send, by how the wait for the outbox"
+    " relay ended: relayed (applied), relay_failing (the relay cannot reach Redis either),"
+    " timeout",
+    ["outcome"],
+)
 CACHE_BREAKER_STATE = Gauge(
     "polyshop_cache_breaker_state",
     "Redis cache circuit breaker: 0 closed, 1 half-open, 2 open",

@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     cache_lease_wait_ms: int = Field(1000, ge=0, description="how long others wait for it")
     cache_breaker_threshold: int = Field(5, ge=1, description="Redis failures that open it")
     cache_breaker_open_s: float = Field(5.0, gt=0, description="open time before a probe")
+    cache_handoff_wait_s: float = Field(
+        1.0,
+        ge=0,
+        description="a write whose invalidation this replica could not send waits this long"
+        " at most for the outbox relay to apply it (0: answer at once)",
+    )
     bench_routes: bool = Field(False, description="hidden routes used by bench/ only")
 
     idempotency_retention_h: float = Field(

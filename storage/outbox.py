@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
@@ -126,6 +126,44 @@ async def fail(
         {"consumer": consumer, "ids": list(event_ids), "max": max_attempts},
     )
     return cur.rowcount
+
+
+Delivery = Literal["done", "failing", "pending"]
+
+
+async def delivery(
+    conn: AsyncConnection[Any],
+    consumer: str,
+    aggregate: str,
+    versions: Sequence[tuple[int, int]],
+) -> Delivery:
+    """How far `consumer` got with the events of `aggregate` that recorded these
+    (aggregate id, version) pairs: "done" once it applied them all, "failing" as soon as
+    one failed an attempt (or was dead-lettered), "pending" while one waits untried.
+    Reads the consumer's queue and dead letters (small), never the whole outbox."""
+    cur = await conn.execute(
+        """
+        SELECT o.aggregate_id, o.version, p.attempts
+          FROM outbox_pending p JOIN outbox o ON o.id = p.event_id
+         WHERE p.consumer = %(consumer)s AND o.aggregate = %(aggregate)s
+           AND o.aggregate_id = ANY(%(ids)s)
+        UNION ALL
+        SELECT o.aggregate_id, o.version, d.attempts
+          FROM outbox_dead_letters d JOIN outbox o ON o.id = d.event_id
+         WHERE d.consumer = %(consumer)s AND o.aggregate = %(aggregate)s
+           AND o.aggregate_id = ANY(%(ids)s)
+        """,
+        {"consumer": consumer, "aggregate": aggregate, "ids": [i for i, _ in versions]},
+    )
+    wanted = set(versions)
+    attempts = [
+        int(row["attempts"])
+        for row in await cur.fetchall()
+        if (int(row["aggregate_id"]), int(row["version"])) in wanted
+    ]
+    if any(a > 0 for a in attempts):
+        return "failing"
+    return "pending" if attempts else "done"
 
 
 async def replay_dead_letters(conn: AsyncConnection[Any], consumer: str) -> int:

@@ -20,6 +20,7 @@ import structlog
 from fastapi import Request
 from psycopg import AsyncConnection
 
+from app.cache_writes import invalidate_after_write
 from app.images.problems import UnsupportedMediaType
 from app.metrics import IMAGE_UPLOAD_STAGE
 from app.problems import InvalidField, NotFound
@@ -100,9 +101,7 @@ async def product_changed(request: Request, product_id: int, version: int | None
     (read-your-writes, like every product write; the outbox event is the backstop)."""
     if version is None:
         return
-    from app.routes.products import get_product_cache
-
-    await get_product_cache(request).invalidate(product_id, version)
+    await invalidate_after_write(request, [(product_id, version)])
 
 
 def observe(timings: dict[str, float]) -> None:

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 from psycopg_pool import PoolTimeout
 
 from app.auth import CustomerDep, PrincipalDep, WarehouseDep
+from app.cache_writes import invalidate_after_write
 from app.deps import StoresDep
 from app.problems import (
     PROBLEM_JSON,
@@ -31,7 +32,6 @@ from app.problems import (
     Problem,
     problem_response,
 )
-from app.routes.products import get_product_cache
 from app.schemas.orders import MAX_ID, OrderIn, OrderOut, OrderPage, TransitionIn
 from app.stores import Stores
 from storage import idempotency, orders
@@ -275,10 +275,6 @@ async def _change(
 
 async def _invalidate_products(request: Request, versions: list[tuple[int, int]]) -> None:
     """After the commit, before answering: a product read after this response shows the
-    new stock (read-your-writes through the cache). Best effort; the outbox relay
-    applies the same invalidation if Redis misses it."""
-    if not versions:
-        return
-    cache = get_product_cache(request)
-    for product_id, version in versions:
-        await cache.invalidate(product_id, version)
+    new stock (read-your-writes through the cache; app/cache_writes.py)."""
+    if versions:
+        await invalidate_after_write(request, versions)

@@ -22,8 +22,8 @@ from fastapi import Path as PathParam
 from pydantic import WithJsonSchema
 
 from app.auth import AdminDep
-from app.cache_consumer import build_product_cache
-from app.deps import StoresDep, get_stores
+from app.cache_writes import get_product_cache, invalidate_after_write
+from app.deps import StoresDep
 from app.images import service as product_images
 from app.problems import Conflict, InvalidField, NotFound, PreconditionFailed
 from app.schemas.products import (
@@ -38,7 +38,7 @@ from app.stores import Stores
 from storage import products
 from storage.errors import StoreUnavailable
 from storage.money import to_minor
-from storage.product_cache import Entry, ProductCache
+from storage.product_cache import Entry
 
 router = APIRouter(prefix="/products", tags=["products"])
 bench_router = APIRouter(include_in_schema=False)
@@ -71,16 +71,6 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such pro
 _PRECONDITION: dict[int | str, dict[str, Any]] = {
     412: {"description": "If-Match does not match the current version"}
 }
-
-
-def get_product_cache(request: Request) -> ProductCache:
-    """The process's product cache, made on first use (it holds per-process state:
-    the single-flight table and the circuit breaker)."""
-    cache: ProductCache | None = getattr(request.app.state, "product_cache", None)
-    if cache is None:
-        cache = build_product_cache(get_stores(request))
-        request.app.state.product_cache = cache
-    return cache
 
 
 @contextlib.contextmanager
@@ -223,7 +213,7 @@ async def update_product(
             product = await products.update(conn, product_id, changes, expected_version=expected)
             image = await product_images.primary_image(stores, conn, product_id)
     # After the commit, before answering: read-your-writes through the cache.
-    await get_product_cache(request).invalidate(product.id, product.version)
+    await invalidate_after_write(request, [(product.id, product.version)])
     return _respond(Entry(product.version, _body(product, image)))
 
 
@@ -246,7 +236,7 @@ async def delete_product(
             # The product row is locked first (images lock it too): no deadlock.
             version = await products.delete(conn, product_id, expected_version=expected)
             released = await product_images.delete_product_images(conn, product_id)
-    await get_product_cache(request).invalidate(product_id, version)
+    await invalidate_after_write(request, [(product_id, version)])
     if released:
         # Best effort: blobs still referenced elsewhere stay; the GC job is the backstop.
         with contextlib.suppress(StoreUnavailable):

@@ -14,12 +14,12 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
-from app.cache_consumer import build_product_cache, cache_consumer
+from app.cache_consumer import CONSUMER_NAME, build_product_cache, cache_consumer
 from app.main import create_app
 from app.relay import Relay
 from app.settings import Settings
-from app.stores import Stores
-from storage import products
+from app.stores import Stores, open_stores
+from storage import outbox, products
 from storage.product_cache import Entry, ProductCache
 from tests.support.auth import bearer
 
@@ -283,25 +283,89 @@ async def test_invalidation_loads_its_script_again_after_a_script_flush(
     assert await cached_version(stores, cache, b) is None
 
 
-async def test_missed_invalidation_is_applied_later_by_the_relay(
+@contextlib.asynccontextmanager
+async def running_relay(stores: Stores) -> AsyncIterator[Relay]:
+    """The worker's outbox relay with the cache consumer, running on `stores`."""
+    relay = Relay(stores, [cache_consumer(stores)])
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        await asyncio.wait_for(relay.listening.wait(), 10)
+        yield relay
+    finally:
+        stop.set()
+        await task
+
+
+def handoffs(outcome: str) -> float:
+    return metric("polyshop_cache_handoffs_total", {"outcome": outcome})
+
+
+async def test_a_write_on_a_replica_cut_off_from_redis_is_answered_once_the_relay_applied_it(
     settings: Settings, stores: Stores, admin: dict[str, str]
 ) -> None:
-    """A write on a replica that cannot reach Redis leaves the old bytes in Redis; the
-    outbox consumer "cache" removes them."""
+    """A partial partition: one replica cannot reach Redis, the other and the worker can.
+    The cut-off replica's write hands its invalidation to the outbox relay and is answered
+    only once the relay applied it, so the other replica never serves the old version
+    after the answer (guarantee 3; app/cache_writes.py)."""
     async with (
+        running_relay(stores),
         replica(settings) as (healthy, _),
-        replica(settings, redis_url=DEAD_REDIS) as (cut_off, _),
+        replica(settings, redis_url=DEAD_REDIS, cache_handoff_wait_s=10.0) as (cut_off, _),
     ):
         pid = await new_product(healthy, admin)
         assert await version_of(healthy, pid) == 1  # now cached
+        relayed = handoffs("relayed")
+        for stock in (2, 3):
+            write = await cut_off.patch(f"/products/{pid}", json={"stock": stock}, headers=admin)
+            assert write.status_code == 200
+            assert await version_of(healthy, pid) == stock  # at once: no stale read
+            assert await version_of(cut_off, pid) == stock
+        assert handoffs("relayed") == relayed + 2
+
+
+async def test_without_a_relay_the_write_is_answered_after_the_handoff_wait(
+    settings: Settings, stores: Stores, admin: dict[str, str]
+) -> None:
+    """The worker is down too: the write is answered after `cache_handoff_wait_s`, the
+    other replica serves the old bytes until a relay runs, and the relay fixes them."""
+    async with (
+        replica(settings) as (healthy, _),
+        replica(settings, redis_url=DEAD_REDIS, cache_handoff_wait_s=0.2) as (cut_off, _),
+    ):
+        pid = await new_product(healthy, admin)
+        assert await version_of(healthy, pid) == 1  # now cached
+        timeouts = handoffs("timeout")
         write = await cut_off.patch(f"/products/{pid}", json={"stock": 2}, headers=admin)
         assert write.status_code == 200
+        assert handoffs("timeout") == timeouts + 1
         assert await version_of(healthy, pid) == 1  # the stale bytes the relay must fix
 
         relay = Relay(stores, [cache_consumer(stores)])
         assert await relay.drain() >= 2
         assert await version_of(healthy, pid) == 2
         assert await version_of(cut_off, pid) == 2
+
+
+async def test_the_handoff_ends_when_the_relay_cannot_reach_redis_either(
+    settings: Settings, stores: Stores, admin: dict[str, str]
+) -> None:
+    """Redis is out of reach of the writing replica and of the worker: the write is
+    answered at the relay's first failed attempt, not after the whole wait."""
+    cut = settings.model_copy(update={"redis_url": DEAD_REDIS})
+    async with (
+        open_stores(cut, application_name="polyshop-test-cut") as cut_stores,
+        running_relay(cut_stores),
+        replica(cut, cache_handoff_wait_s=60.0) as (cut_off, _),
+    ):
+        pid = await new_product(cut_off, admin)  # a create has nothing to invalidate
+        failing = handoffs("relay_failing")
+        write = await cut_off.patch(f"/products/{pid}", json={"stock": 2}, headers=admin)
+        assert write.status_code == 200
+        assert handoffs("relay_failing") == failing + 1
+        async with stores.pg.connection() as conn:
+            state = await outbox.delivery(conn, CONSUMER_NAME, products.AGGREGATE, [(pid, 2)])
+        assert state == "failing"
 
 
 async def test_fault_redis_stopped_mid_test(settings: Settings, admin: dict[str, str]) -> None:

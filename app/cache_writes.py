@@ -1,0 +1,83 @@
+"""The product cache on the write path: invalidate after the commit, before answering.
+
+Read-your-writes through the cache (design guarantee 3) asks that once a write has
+returned, no replica serves the older version from Redis. The request invalidates the
+product right after its commit. When this replica cannot reach Redis (its breaker is
+open or the call failed) while others can (a partial partition), they would serve the
+old bytes until the outbox relay in the worker applies the same invalidation, usually a
+few milliseconds later. So the write hands the invalidation over to the relay and waits,
+at most `cache_handoff_wait_s`, until the relay's "cache" consumer has applied its event.
+It stops waiting as soon as the relay reports a failed attempt: then Redis is out of
+reach for the relay too, and the relay retries with backoff. The write is committed
+either way; the wait only decides when it is answered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import structlog
+from fastapi import Request
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_delay,
+    wait_exponential,
+)
+
+from app.cache_consumer import CONSUMER_NAME, build_product_cache
+from app.deps import get_stores
+from app.metrics import CACHE_HANDOFFS
+from app.stores import Stores
+from storage import outbox, products
+from storage.outbox import Delivery
+from storage.postgres import POSTGRES_DOWN, read_connection
+from storage.product_cache import ProductCache
+
+log = structlog.get_logger()
+
+
+def get_product_cache(request: Request) -> ProductCache:
+    """The process's product cache, made on first use (it holds per-process state:
+    the single-flight table and the circuit breaker)."""
+    cache: ProductCache | None = getattr(request.app.state, "product_cache", None)
+    if cache is None:
+        cache = build_product_cache(get_stores(request))
+        request.app.state.product_cache = cache
+    return cache
+
+
+async def invalidate_after_write(request: Request, changes: Sequence[tuple[int, int]]) -> None:
+    """Call after the commit, before answering: (product id, version written) pairs."""
+    cache = get_product_cache(request)
+    missed = [
+        (pid, version) for pid, version in changes if not await cache.invalidate(pid, version)
+    ]
+    if missed:
+        await hand_off(get_stores(request), missed)
+
+
+async def hand_off(stores: Stores, missed: Sequence[tuple[int, int]]) -> Delivery:
+    """Wait for the outbox relay to apply the invalidations this replica could not."""
+    state: Delivery = "pending"
+    wait_s = stores.settings.cache_handoff_wait_s
+    if wait_s > 0:
+        retrying = AsyncRetrying(
+            stop=stop_after_delay(wait_s),
+            wait=wait_exponential(multiplier=0.005, max=0.1),
+            retry=retry_if_result(lambda delivered: delivered == "pending")
+            | retry_if_exception_type(POSTGRES_DOWN),
+            # out of time (or Postgres kept failing): still pending as far as we know
+            retry_error_callback=lambda _: "pending",
+        )
+        state = await retrying(_delivery, stores, missed)
+    outcome = {"done": "relayed", "failing": "relay_failing", "pending": "timeout"}[state]
+    CACHE_HANDOFFS.labels(outcome).inc()
+    log.warning("cache.handoff", products=[pid for pid, _ in missed], outcome=outcome)
+    return state
+
+
+async def _delivery(stores: Stores, missed: Sequence[tuple[int, int]]) -> Delivery:
+    async with read_connection(stores.pg) as conn:
+        return await outbox.delivery(conn, CONSUMER_NAME, products.AGGREGATE, missed)
