@@ -10,8 +10,9 @@ from collections.abc import Sequence
 
 from app.metrics import CACHE_BREAKER_STATE, CACHE_REQUESTS
 from app.stores import Stores
-from storage import products
+from storage import outbox, products
 from storage.outbox import OutboxEvent
+from storage.postgres import read_connection
 from storage.product_cache import BreakerState, CacheResult, ProductCache
 
 CONSUMER_NAME = "cache"
@@ -29,6 +30,11 @@ def _breaker(state: BreakerState) -> None:
 
 def build_product_cache(stores: Stores) -> ProductCache:
     s = stores.settings
+
+    async def undelivered() -> list[tuple[int, int]]:
+        async with read_connection(stores.pg) as conn:
+            return await outbox.undelivered(conn, CONSUMER_NAME, products.AGGREGATE)
+
     return ProductCache(
         stores.redis,
         prefix=s.redis_prefix,
@@ -40,6 +46,7 @@ def build_product_cache(stores: Stores) -> ProductCache:
         breaker_open_s=s.cache_breaker_open_s,
         on_result=_count,
         on_breaker_state=_breaker,
+        catch_up=undelivered,
     )
 
 

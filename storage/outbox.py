@@ -128,6 +128,26 @@ async def fail(
     return cur.rowcount
 
 
+async def undelivered(
+    conn: AsyncConnection[Any], consumer: str, aggregate: str
+) -> list[tuple[int, int]]:
+    """(aggregate id, highest version) of every event of `aggregate` that `consumer` has
+    not applied: waiting, being retried, or dead-lettered."""
+    cur = await conn.execute(
+        """
+        SELECT o.aggregate_id, max(o.version) AS version
+          FROM (SELECT event_id FROM outbox_pending WHERE consumer = %(consumer)s
+                UNION ALL
+                SELECT event_id FROM outbox_dead_letters WHERE consumer = %(consumer)s) q
+          JOIN outbox o ON o.id = q.event_id
+         WHERE o.aggregate = %(aggregate)s
+         GROUP BY o.aggregate_id
+        """,
+        {"consumer": consumer, "aggregate": aggregate},
+    )
+    return [(int(r["aggregate_id"]), int(r["version"])) for r in await cur.fetchall()]
+
+
 Delivery = Literal["done", "failing", "pending"]
 
 

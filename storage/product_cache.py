@@ -16,6 +16,9 @@ lease so that other replicas poll the key briefly instead of all reading Postgre
 
 Redis down: a circuit breaker (purgatory) opens after N consecutive failures; while open,
 reads go straight to Postgres without touching Redis, then one request probes it again.
+A process that saw Redis fail catches up before it serves from Redis again: it applies
+every invalidation still waiting in the outbox (`catch_up`), i.e. writes that nobody could
+invalidate while Redis was out of reach, so their old bytes are not served after it heals.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 CacheResult = Literal["hit", "miss", "error", "bypass"]
+# (product id, version) pairs whose invalidation may not have been applied yet
+CatchUp = Callable[[], Awaitable[Iterable[tuple[int, int]]]]
 BreakerState = Literal["closed", "opened", "half-opened"]
 CIRCUIT = "redis-product-cache"
 FLOOR_TTL_MS = 7 * 24 * 3600 * 1000  # must outlive every cached value; refreshed on writes
@@ -122,6 +127,7 @@ class ProductCache:
         breaker_open_s: float = 5.0,
         on_result: Callable[[CacheResult], None] = _noop_result,
         on_breaker_state: Callable[[BreakerState], None] = _noop_state,
+        catch_up: CatchUp | None = None,
     ) -> None:
         self.redis = redis
         self.prefix = prefix
@@ -141,7 +147,12 @@ class ProductCache:
         # Invalidations this process could not apply (Redis down), re-applied before its
         # next cache read: this replica never serves what it failed to invalidate, even
         # before the outbox relay catches up. Bounded; past the bound the relay alone does.
+        # (With `catch_up` the outbox covers these as well; this part needs no Postgres.)
         self._missed: dict[int, int] = {}
+        # Set when a Redis call fails or is skipped by the breaker; cleared by a catch-up
+        # (the outbox's undelivered invalidations, other replicas' writes included).
+        self._catch_up = catch_up
+        self._outage_seen = False
         self._set_if_fresh = redis.register_script(_SET_IF_FRESH)
         self._invalidate = redis.register_script(_INVALIDATE)
         self._release = redis.register_script(_RELEASE_LEASE)
@@ -163,6 +174,8 @@ class ProductCache:
         """The cached entry, or `load()` (Postgres) on a miss, filling the cache safely.
         None means the product does not exist (not cached: creation needs no invalidation)."""
         try:
+            if self._outage_seen and self._catch_up is not None:
+                await self._catch_up_after_outage()
             if self._missed:
                 await self._guarded(self._apply_missed())
             raw, token = await self._guarded(self._read(product_id))
@@ -268,6 +281,20 @@ class ProductCache:
             return False
         return True
 
+    async def _catch_up_after_outage(self) -> None:
+        """Before the first read from Redis after a failure: apply the invalidations the
+        outbox still holds (raises _Bypass while Redis or Postgres still fails)."""
+        assert self._catch_up is not None
+        if await self._breaker_open():
+            raise _Bypass("bypass")  # no use asking Postgres yet
+        try:
+            pending = list(await self._catch_up())
+        except Exception as exc:  # Postgres: the read falls back to it and fails there
+            raise _Bypass("bypass") from exc
+        if pending:
+            await self._guarded(self._invalidate_many(pending))
+        self._outage_seen = False
+
     async def _apply_missed(self) -> None:
         missed = dict(self._missed)
         await self._invalidate_many(missed.items())
@@ -311,22 +338,28 @@ class ProductCache:
             self._circuit = await self._breakers.get_breaker(CIRCUIT)
         return self._circuit
 
+    async def _breaker_open(self) -> bool:
+        # Decided here, not by entering the purgatory breaker: entering an open one
+        # re-raises one stored exception object, whose traceback grows with every call.
+        ctx = (await self._breaker()).context
+        return ctx.state == "opened" and time.time() < (ctx.opened_at or 0) + ctx.ttl
+
     async def _guarded(self, op: Awaitable[T]) -> T:
         """Run one Redis operation behind the breaker; raise _Bypass if it is open or failed."""
         breaker = await self._breaker()
-        ctx = breaker.context
-        # Decide "open" ourselves: entering an open purgatory breaker re-raises one stored
-        # exception object, whose traceback then grows with every rejected call.
-        if ctx.state == "opened" and time.time() < (ctx.opened_at or 0) + ctx.ttl:
+        if await self._breaker_open():
             _close(op)
+            self._outage_seen = True
             raise _Bypass("bypass")
         try:
             async with breaker:
                 return await op
         except OpenedState as exc:
             _close(op)
+            self._outage_seen = True
             raise _Bypass("bypass") from exc
         except _REDIS_FAILURES as exc:
+            self._outage_seen = True
             raise _Bypass("error") from exc
 
     async def _quietly(self, op: Awaitable[Any]) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -366,6 +367,35 @@ async def test_the_handoff_ends_when_the_relay_cannot_reach_redis_either(
         async with stores.pg.connection() as conn:
             state = await outbox.delivery(conn, CONSUMER_NAME, products.AGGREGATE, [(pid, 2)])
         assert state == "failing"
+
+
+async def test_after_redis_was_out_of_reach_a_replica_catches_up_before_serving_from_it(
+    settings: Settings, stores: Stores, admin: dict[str, str]
+) -> None:
+    """Redis stops answering for a while (here: CLIENT PAUSE) and a write meanwhile could
+    not be invalidated by anyone (its replica cut off, no relay running); Redis then
+    answers again with the old bytes still in it. A replica that saw Redis fail applies
+    the outbox's undelivered invalidations before it reads from Redis again."""
+    pause_s = 3.0
+    async with (
+        replica(settings) as (reader, reader_app),
+        replica(settings, redis_url=DEAD_REDIS, cache_handoff_wait_s=0.0) as (writer, _),
+    ):
+        pid = await new_product(reader, admin)
+        assert await version_of(reader, pid) == 1  # now cached
+        write = await writer.patch(f"/products/{pid}", json={"stock": 2}, headers=admin)
+        assert write.status_code == 200  # committed; Redis still holds version 1
+
+        paused_at = time.monotonic()
+        await stores.redis.client_pause(int(pause_s * 1000), all=True)
+        # longer than the client's timeout: this read sees Redis fail, answers from Postgres
+        assert await version_of(reader, pid) == 2
+        await asyncio.sleep(max(0.0, paused_at + pause_s + 0.2 - time.monotonic()))
+        cache: ProductCache = reader_app.state.product_cache
+        assert await cached_version(stores, cache, pid) == 1  # the old bytes are back
+
+        assert await version_of(reader, pid) == 2  # caught up first: not served
+        assert await cached_version(stores, cache, pid) in (None, 2)
 
 
 async def test_fault_redis_stopped_mid_test(settings: Settings, admin: dict[str, str]) -> None:
