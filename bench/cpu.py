@@ -42,10 +42,12 @@ def _children(parent: int) -> Iterable[int]:
 
 
 class CpuMeter:
-    """`snapshot()` CPU seconds by name: "bench" (this process) and each service found."""
+    """`snapshot()` CPU seconds by name: "bench" (this process), each service found, and
+    each process tree added with `watch` (a server the bench started, with its workers)."""
 
     def __init__(self) -> None:
         self.pids: dict[str, int] = {}
+        self.trees: dict[str, int] = {}
         try:
             for service in devstack.status():
                 if service.name in SERVICES and service.pid and service.state == "RUNNING":
@@ -53,11 +55,18 @@ class CpuMeter:
         except Exception:  # not our stack here: measure this process only
             self.pids = {}
 
+    def watch(self, name: str, pid: int) -> CpuMeter:
+        """Also count process `pid` and its children (as they are at each snapshot)."""
+        self.trees[name] = pid
+        return self
+
     def snapshot(self) -> dict[str, float]:
         taken = {"bench": _cpu_s(os.getpid())}
         for name, pid in self.pids.items():
             pids = [pid, *_children(pid)] if name == "postgres" else [pid]
             taken[name] = sum(_cpu_s(p) for p in pids)
+        for name, pid in self.trees.items():
+            taken[name] = sum(_cpu_s(p) for p in (pid, *_children(pid)))
         return taken
 
 

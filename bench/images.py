@@ -7,12 +7,15 @@ the upload time goes (receive, decode, encode, resize, store, and the puts withi
 and the CPU each scenario costs per upload in this process and in the dev stack's MinIO,
 Postgres and Redis (bench/cpu.py), since on 2 shared cores the ratio follows the CPU.
 
-    uv run python -m bench.images [--images 24] [--rounds 3] [--concurrency 4]
+    uv run python -m bench.images [--images 24] [--rounds 3] [--concurrency 4] [--served 1 2]
 
 The app runs in process (ASGI) on a schema and a bucket of its own, both removed
-afterwards. Every round starts from an empty bucket and table, so content-addressed
-dedup never turns an upload into a no-op. The scenarios alternate round by round so
-noise from the shared machine hits all of them. Sizes are modest on purpose.
+afterwards. With `--served N...` the deferred scenario is run again against the API as
+deployed (`polyshop serve --workers N` in its own processes, over HTTP; bench/served.py),
+with the server's CPU per upload. Every round starts from an empty bucket and table, so
+content-addressed dedup never turns an upload into a no-op. The scenarios alternate
+round by round so noise from the shared machine hits all of them. Sizes are modest on
+purpose.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 import httpx
 import psycopg
 from asgi_lifespan import LifespanManager
+from minio import Minio
 from PIL import Image
 
 from app.images.renditions_worker import make_pending
@@ -37,6 +41,7 @@ from app.metrics import IMAGE_UPLOAD_STAGE
 from app.settings import Settings, get_settings
 from app.stores import Stores, create_blob_client
 from bench.cpu import CpuMeter, spent
+from bench.served import served_api
 from storage import api_keys, migrate
 from storage.blobs import empty_bucket, ensure_bucket, remove_bucket
 
@@ -101,14 +106,51 @@ def _stage_totals() -> dict[str, tuple[float, float]]:
     return totals
 
 
+Upload = Callable[[int, bytes], Awaitable[None]]
+
+
+def upload_to(
+    client: httpx.AsyncClient, headers: dict[str, str], product_of: Callable[[int], int]
+) -> Upload:
+    """`POST /products/{product_of(i)}/images` of image i, which must answer 201."""
+
+    async def upload(i: int, data: bytes) -> None:
+        response = await client.post(
+            f"/products/{product_of(i)}/images",
+            files={"file": (f"{i}.jpg", data, "image/jpeg")},
+            headers=headers,
+        )
+        if response.status_code != 201:
+            raise RuntimeError(f"{response.status_code}: {response.text}")
+
+    return upload
+
+
+def raw_put_to(blobs: Minio, bucket: str) -> Upload:
+    """The baseline: a plain minio-py `put_object` of the same bytes, in a thread."""
+
+    async def raw_put(i: int, data: bytes) -> None:
+        await asyncio.to_thread(
+            blobs.put_object,
+            bucket,
+            f"raw/{uuid.uuid4().hex}.jpg",
+            io.BytesIO(data),
+            len(data),
+            content_type="image/jpeg",
+        )
+
+    return raw_put
+
+
 async def _run(
     name: str,
     images: list[bytes],
     concurrency: int,
-    one: Callable[[int, bytes], Awaitable[None]],
+    one: Upload,
+    meter: CpuMeter | None = None,
 ) -> Result:
     result = Result(name)
-    meter = CpuMeter()
+    meter = meter or CpuMeter()
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(len(images)):
         queue.put_nowait(i)
@@ -158,7 +200,7 @@ def _add(total: Result, part: Result) -> None:
         total.cpu_s[name] = total.cpu_s.get(name, 0.0) + seconds
 
 
-async def main(n: int, rounds: int, concurrency: int) -> None:
+async def main(n: int, rounds: int, concurrency: int, served: list[int]) -> None:
     base = get_settings()
     tag = uuid.uuid4().hex[:8]
     settings: Settings = base.model_copy(
@@ -189,7 +231,7 @@ async def main(n: int, rounds: int, concurrency: int) -> None:
                     " RETURNING id",
                     (n,),
                 )
-                product_ids = [r["id"] for r in await cur.fetchall()]
+                product_ids: list[int] = [int(r["id"]) for r in await cur.fetchall()]
                 shared_product = product_ids.pop()
             headers = {"Authorization": f"Bearer {key}"}
             # a second app on the same schema and bucket: renditions deferred to the worker
@@ -204,34 +246,13 @@ async def main(n: int, rounds: int, concurrency: int) -> None:
                 ) as deferred_client,
             ):
 
-                def endpoint_of(
-                    c: httpx.AsyncClient, *, one_product: bool = False
-                ) -> Callable[[int, bytes], Awaitable[None]]:
-                    async def endpoint(i: int, data: bytes) -> None:
-                        product = shared_product if one_product else product_ids[i]
-                        response = await c.post(
-                            f"/products/{product}/images",
-                            files={"file": (f"{i}.jpg", data, "image/jpeg")},
-                            headers=headers,
-                        )
-                        if response.status_code != 201:
-                            raise RuntimeError(f"{response.status_code}: {response.text}")
+                def each_own(i: int) -> int:
+                    return product_ids[i]
 
-                    return endpoint
-
-                endpoint = endpoint_of(client)
-                deferred_endpoint = endpoint_of(deferred_client)
-                gallery_endpoint = endpoint_of(deferred_client, one_product=True)
-
-                async def raw_put(i: int, data: bytes) -> None:
-                    await asyncio.to_thread(
-                        stores.blobs.put_object,
-                        settings.s3_bucket,
-                        f"raw/{uuid.uuid4().hex}.jpg",
-                        io.BytesIO(data),
-                        len(data),
-                        content_type="image/jpeg",
-                    )
+                endpoint = upload_to(client, headers, each_own)
+                deferred_endpoint = upload_to(deferred_client, headers, each_own)
+                gallery_endpoint = upload_to(deferred_client, headers, lambda _: shared_product)
+                raw_put = raw_put_to(stores.blobs, settings.s3_bucket)
 
                 await _run("warm-up", images[: concurrency * 2], concurrency, endpoint)
                 await _reset(stores)
@@ -277,10 +298,60 @@ async def main(n: int, rounds: int, concurrency: int) -> None:
                 if c
             ]
             print(f"  {name:<34} " + "  ".join(parts))
+        for workers in served:
+            await _served(settings, images, rounds, concurrency, workers, headers, product_ids)
     finally:
         with psycopg.connect(settings.database_url, autocommit=True) as sync_conn:
             sync_conn.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
         _drop_bucket(settings)
+
+
+async def _served(
+    settings: Settings,
+    images: list[bytes],
+    rounds: int,
+    concurrency: int,
+    workers: int,
+    headers: dict[str, str],
+    product_ids: list[int],
+) -> None:
+    """Deferred uploads to the API as deployed (`bench/served.py`: its own process(es),
+    over HTTP from this process's httpx client) against the raw put, rounds alternating;
+    the server's CPU is read from /proc for its whole process tree."""
+    blobs = create_blob_client(settings)
+    env = {
+        "POLYSHOP_DATABASE_SCHEMA": settings.database_schema,
+        "POLYSHOP_S3_BUCKET": settings.s3_bucket,
+        "POLYSHOP_IMAGE_RENDITIONS": "worker",
+        "POLYSHOP_DATABASE_POOL_MAX": str(settings.database_pool_max),
+    }
+
+    def reset() -> None:
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            conn.execute(f'TRUNCATE "{settings.database_schema}".product_images')
+        empty_bucket(blobs, settings.s3_bucket)
+
+    with served_api(env, workers=workers) as api:
+        async with httpx.AsyncClient(base_url=api.base_url, timeout=60) as client:
+            upload = upload_to(client, headers, lambda i: product_ids[i])
+            raw_put = raw_put_to(blobs, settings.s3_bucket)
+
+            await _run("warm-up", images[: concurrency * 2], concurrency, upload)
+            await asyncio.to_thread(reset)
+            raw = Result("raw minio put_object")
+            http = Result(f"POST /images over HTTP, {workers} worker(s)")
+            for _ in range(rounds):
+                _add(raw, await _run(raw.name, images, concurrency, raw_put))
+                await asyncio.to_thread(reset)
+                meter = CpuMeter().watch("server", api.pid)
+                _add(http, await _run(http.name, images, concurrency, upload, meter))
+                await asyncio.to_thread(reset)
+    print(f"served API ({workers} uvicorn worker(s), renditions deferred), {rounds} rounds")
+    print(raw.line())
+    print(http.line())
+    print(f"throughput ratio served / raw put:   {http.rate / raw.rate:.2f}x")
+    print("  " + raw.cpu_line())
+    print("  " + http.cpu_line())
 
 
 def _drop_bucket(settings: Settings) -> None:
@@ -292,5 +363,13 @@ if __name__ == "__main__":
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--served",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="WORKERS",
+        help="also run the API as deployed with this many uvicorn workers (e.g. --served 1 2)",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.images, args.rounds, args.concurrency))
+    asyncio.run(main(args.images, args.rounds, args.concurrency, args.served))
