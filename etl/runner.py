@@ -95,6 +95,9 @@ class RunResult:
     snapshot: str | None = None
     extracted_at: float | None = None  # epoch seconds: the data is at least this fresh
     error: str | None = None
+    # where the run's time went, in seconds: each table's load, then "commit" (COMMIT and
+    # CHECKPOINT of the snapshot file); the rest of duration_s is bookkeeping and setup
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def _q(ident: str) -> str:
@@ -278,11 +281,12 @@ class EtlJob:
                     if handle.kind == "backfill" and handle.backfill and spec.backfill_predicate:
                         n += self._rewrite_range(duck, spec, columns, handle.backfill)
                 result.rows[spec.name] = n
+                result.seconds[spec.name] = time.monotonic() - t0
                 log.info(
                     "etl.table_loaded",
                     table=spec.name,
                     rows=n,
-                    seconds=round(time.monotonic() - t0, 3),
+                    seconds=round(result.seconds[spec.name], 3),
                 )
                 tracking.record_progress(conn, handle.run_id, result.rows, mark)
                 if cfg.pause_after_table_s:
@@ -298,7 +302,8 @@ class EtlJob:
             t0 = time.monotonic()
             duck.execute("COMMIT")
             duck.execute(f"CHECKPOINT {engine.SNAPSHOT}")
-            log.info("etl.committed", seconds=round(time.monotonic() - t0, 3))
+            result.seconds["commit"] = time.monotonic() - t0
+            log.info("etl.committed", seconds=round(result.seconds["commit"], 3))
 
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

@@ -142,6 +142,10 @@ async def test_first_run_copies_everything_and_builds_the_star_schema(
     assert result.status == "succeeded", result.error
     counts = assert_parity(settings)
     assert result.rows == counts
+    # where the time went: each table's load and the commit, within the run's duration
+    assert set(result.seconds) == {*counts, "commit"}
+    assert all(s >= 0 for s in result.seconds.values())
+    assert sum(result.seconds.values()) <= result.duration_s
     with etl_job(settings).store.connect_readonly() as duck:
         facts = duck.execute("SELECT count(*), sum(revenue) FROM fact_order_lines").fetchone()
         assert facts is not None and facts[0] == counts["order_lines"]
