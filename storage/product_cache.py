@@ -144,13 +144,14 @@ class ProductCache:
         self._breakers.add_listener(self._breaker_event)
         self._circuit: AsyncCircuitBreaker | None = None
         self._inflight: dict[tuple[int, bytes | None], asyncio.Task[Entry | None]] = {}
-        # Invalidations this process could not apply (Redis down), re-applied before its
-        # next cache read: this replica never serves what it failed to invalidate, even
-        # before the outbox relay catches up. Bounded; past the bound the relay alone does.
-        # (With `catch_up` the outbox covers these as well; this part needs no Postgres.)
+        # This replica never serves what it failed to invalidate, even before the outbox
+        # relay catches up. With `catch_up` (the app's cache): a Redis call that fails or
+        # is skipped by the breaker sets `_outage_seen`, and the next read first applies
+        # the outbox's undelivered invalidations, other replicas' writes included.
+        # Without it: the invalidations this process could not apply are kept in
+        # `_missed` and re-applied before its next read (bounded; past the bound the
+        # relay alone does).
         self._missed: dict[int, int] = {}
-        # Set when a Redis call fails or is skipped by the breaker; cleared by a catch-up
-        # (the outbox's undelivered invalidations, other replicas' writes included).
         self._catch_up = catch_up
         self._outage_seen = False
         self._set_if_fresh = redis.register_script(_SET_IF_FRESH)
@@ -174,9 +175,10 @@ class ProductCache:
         """The cached entry, or `load()` (Postgres) on a miss, filling the cache safely.
         None means the product does not exist (not cached: creation needs no invalidation)."""
         try:
-            if self._outage_seen and self._catch_up is not None:
-                await self._catch_up_after_outage()
-            if self._missed:
+            if self._catch_up is not None:
+                if self._outage_seen:
+                    await self._catch_up_after_outage()
+            elif self._missed:
                 await self._guarded(self._apply_missed())
             raw, token = await self._guarded(self._read(product_id))
         except _Bypass as bypass:
@@ -276,7 +278,10 @@ class ProductCache:
             await self._guarded(self._invalidate_many([(product_id, version)]))
         except _Bypass as bypass:
             self._on_result(bypass.result)
-            if product_id in self._missed or len(self._missed) < MAX_MISSED:
+            # with `catch_up`, the catch-up after the outage applies it from the outbox
+            if self._catch_up is None and (
+                product_id in self._missed or len(self._missed) < MAX_MISSED
+            ):
                 self._missed[product_id] = max(version, self._missed.get(product_id, 0))
             return False
         return True
@@ -287,13 +292,16 @@ class ProductCache:
         assert self._catch_up is not None
         if await self._breaker_open():
             raise _Bypass("bypass")  # no use asking Postgres yet
+        # Cleared before reading the outbox: a Redis failure while we catch up (another
+        # request's) sets it again, and the next read catches up once more.
+        self._outage_seen = False
         try:
             pending = list(await self._catch_up())
         except Exception as exc:  # Postgres: the read falls back to it and fails there
+            self._outage_seen = True
             raise _Bypass("bypass") from exc
         if pending:
-            await self._guarded(self._invalidate_many(pending))
-        self._outage_seen = False
+            await self._guarded(self._invalidate_many(pending))  # a failure sets it again
 
     async def _apply_missed(self) -> None:
         missed = dict(self._missed)
