@@ -128,24 +128,40 @@ async def fail(
     return cur.rowcount
 
 
+async def _not_applied(
+    conn: AsyncConnection[Any], consumer: str, aggregate: str, ids: Sequence[int] | None = None
+) -> list[tuple[int, int, int]]:
+    """(aggregate id, version, attempts) of the events of `aggregate` (of `ids`, if given)
+    that `consumer` has not applied: waiting, being retried, or dead-lettered. Reads the
+    consumer's queue and dead letters (small), never the whole outbox."""
+    cur = await conn.execute(
+        """
+        SELECT o.aggregate_id, o.version, q.attempts
+          FROM (SELECT event_id, attempts FROM outbox_pending WHERE consumer = %(consumer)s
+                UNION ALL
+                SELECT event_id, attempts FROM outbox_dead_letters
+                 WHERE consumer = %(consumer)s) q
+          JOIN outbox o ON o.id = q.event_id
+         WHERE o.aggregate = %(aggregate)s
+           AND (%(ids)s::bigint[] IS NULL OR o.aggregate_id = ANY(%(ids)s))
+        """,
+        {"consumer": consumer, "aggregate": aggregate, "ids": None if ids is None else list(ids)},
+    )
+    return [
+        (int(r["aggregate_id"]), int(r["version"]), int(r["attempts"]))
+        for r in await cur.fetchall()
+    ]
+
+
 async def undelivered(
     conn: AsyncConnection[Any], consumer: str, aggregate: str
 ) -> list[tuple[int, int]]:
     """(aggregate id, highest version) of every event of `aggregate` that `consumer` has
-    not applied: waiting, being retried, or dead-lettered."""
-    cur = await conn.execute(
-        """
-        SELECT o.aggregate_id, max(o.version) AS version
-          FROM (SELECT event_id FROM outbox_pending WHERE consumer = %(consumer)s
-                UNION ALL
-                SELECT event_id FROM outbox_dead_letters WHERE consumer = %(consumer)s) q
-          JOIN outbox o ON o.id = q.event_id
-         WHERE o.aggregate = %(aggregate)s
-         GROUP BY o.aggregate_id
-        """,
-        {"consumer": consumer, "aggregate": aggregate},
-    )
-    return [(int(r["aggregate_id"]), int(r["version"])) for r in await cur.fetchall()]
+    not applied."""
+    highest: dict[int, int] = {}
+    for aggregate_id, version, _ in await _not_applied(conn, consumer, aggregate):
+        highest[aggregate_id] = max(version, highest.get(aggregate_id, version))
+    return list(highest.items())
 
 
 Delivery = Literal["done", "failing", "pending"]
@@ -159,28 +175,10 @@ async def delivery(
 ) -> Delivery:
     """How far `consumer` got with the events of `aggregate` that recorded these
     (aggregate id, version) pairs: "done" once it applied them all, "failing" as soon as
-    one failed an attempt (or was dead-lettered), "pending" while one waits untried.
-    Reads the consumer's queue and dead letters (small), never the whole outbox."""
-    cur = await conn.execute(
-        """
-        SELECT o.aggregate_id, o.version, p.attempts
-          FROM outbox_pending p JOIN outbox o ON o.id = p.event_id
-         WHERE p.consumer = %(consumer)s AND o.aggregate = %(aggregate)s
-           AND o.aggregate_id = ANY(%(ids)s)
-        UNION ALL
-        SELECT o.aggregate_id, o.version, d.attempts
-          FROM outbox_dead_letters d JOIN outbox o ON o.id = d.event_id
-         WHERE d.consumer = %(consumer)s AND o.aggregate = %(aggregate)s
-           AND o.aggregate_id = ANY(%(ids)s)
-        """,
-        {"consumer": consumer, "aggregate": aggregate, "ids": [i for i, _ in versions]},
-    )
+    one failed an attempt (or was dead-lettered), "pending" while one waits untried."""
     wanted = set(versions)
-    attempts = [
-        int(row["attempts"])
-        for row in await cur.fetchall()
-        if (int(row["aggregate_id"]), int(row["version"])) in wanted
-    ]
+    not_applied = await _not_applied(conn, consumer, aggregate, [i for i, _ in versions])
+    attempts = [a for i, v, a in not_applied if (i, v) in wanted]
     if any(a > 0 for a in attempts):
         return "failing"
     return "pending" if attempts else "done"
