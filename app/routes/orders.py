@@ -153,7 +153,8 @@ async def place_order(
                 body=bytes(rendered.body),
             )
         await idempotency.complete(conn, principal=scope, key=key, response=stored)
-    await _invalidate_products(request, stock_moved)
+    # after the commit, before answering: the new stock is read through the cache
+    await invalidate_after_write(request, stock_moved)
     return Response(content=stored.body, status_code=stored.status, headers=stored.headers)
 
 
@@ -269,12 +270,5 @@ async def _change(
         raise _refusal(exc) from exc
     if result is None:
         raise NotFound(f"no order {order_id}")
-    await _invalidate_products(request, result.product_versions)
+    await invalidate_after_write(request, result.product_versions)
     return OrderOut.of(result.order)
-
-
-async def _invalidate_products(request: Request, versions: list[tuple[int, int]]) -> None:
-    """After the commit, before answering: a product read after this response shows the
-    new stock (read-your-writes through the cache; app/cache_writes.py)."""
-    if versions:
-        await invalidate_after_write(request, versions)
