@@ -39,7 +39,7 @@ from app.images.renditions_worker import make_pending
 from app.main import create_app
 from app.metrics import IMAGE_UPLOAD_STAGE
 from app.settings import Settings, get_settings
-from app.stores import Stores, create_blob_client
+from app.stores import Stores, create_blob_client, open_stores
 from bench.cpu import CpuMeter, spent
 from bench.served import served_api
 from storage import api_keys, migrate
@@ -318,34 +318,30 @@ async def _served(
     """Deferred uploads to the API as deployed (`bench/served.py`: its own process(es),
     over HTTP from this process's httpx client) against the raw put, rounds alternating;
     the server's CPU is read from /proc for its whole process tree."""
-    blobs = create_blob_client(settings)
     env = {
         "POLYSHOP_DATABASE_SCHEMA": settings.database_schema,
         "POLYSHOP_S3_BUCKET": settings.s3_bucket,
         "POLYSHOP_IMAGE_RENDITIONS": "worker",
         "POLYSHOP_DATABASE_POOL_MAX": str(settings.database_pool_max),
     }
-
-    def reset() -> None:
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            conn.execute(f'TRUNCATE "{settings.database_schema}".product_images')
-        empty_bucket(blobs, settings.s3_bucket)
-
     with served_api(env, workers=workers) as api:
-        async with httpx.AsyncClient(base_url=api.base_url, timeout=60) as client:
+        async with (
+            open_stores(settings) as stores,
+            httpx.AsyncClient(base_url=api.base_url, timeout=60) as client,
+        ):
             upload = upload_to(client, headers, lambda i: product_ids[i])
-            raw_put = raw_put_to(blobs, settings.s3_bucket)
+            raw_put = raw_put_to(stores.blobs, settings.s3_bucket)
 
             await _run("warm-up", images[: concurrency * 2], concurrency, upload)
-            await asyncio.to_thread(reset)
+            await _reset(stores)
             raw = Result("raw minio put_object")
             http = Result(f"POST /images over HTTP, {workers} worker(s)")
             for _ in range(rounds):
                 _add(raw, await _run(raw.name, images, concurrency, raw_put))
-                await asyncio.to_thread(reset)
+                await _reset(stores)
                 meter = CpuMeter().watch("server", api.pid)
                 _add(http, await _run(http.name, images, concurrency, upload, meter))
-                await asyncio.to_thread(reset)
+                await _reset(stores)
     print(f"served API ({workers} uvicorn worker(s), renditions deferred), {rounds} rounds")
     print(raw.line())
     print(http.line())
