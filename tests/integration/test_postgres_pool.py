@@ -5,6 +5,8 @@ while the server is known to be unreachable (setting `database_fail_fast_s`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,6 +16,40 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from app.settings import Settings
 from app.stores import open_stores
 from storage import postgres
+
+
+@contextlib.asynccontextmanager
+async def live_pool(settings: Settings) -> AsyncIterator[postgres.Pool]:
+    """A one-connection pool on the test database, its connection made."""
+    pool = await postgres.create_pool(
+        settings.database_url, schema=settings.database_schema, min_size=1, max_size=1
+    )
+    try:
+        await pool.wait(timeout=10)
+        yield pool
+    finally:
+        await pool.close()
+
+
+@contextlib.asynccontextmanager
+async def refused_pool(settings: Settings, **options: Any) -> AsyncIterator[postgres.Pool]:
+    """A pool on a port nothing listens on, once its first connection attempt failed."""
+    pool = await postgres.create_pool(
+        "postgresql://polyshop@127.0.0.1:1/nowhere",  # refused: nothing listens there
+        schema=settings.database_schema,
+        min_size=1,
+        max_size=2,
+        **options,
+    )
+    try:
+        for _ in range(200):  # the pool's first background attempt
+            if pool.health.failed_at is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert pool.health.failed_at is not None
+        yield pool
+    finally:
+        await pool.close()
 
 
 async def test_the_check_is_skipped_only_for_a_connection_just_returned(
@@ -27,11 +63,7 @@ async def test_the_check_is_skipped_only_for_a_connection_just_returned(
         await real_check(conn)
 
     monkeypatch.setattr(AsyncConnectionPool, "check_connection", staticmethod(counting_check))
-    pool = await postgres.create_pool(
-        settings.database_url, schema=settings.database_schema, min_size=1, max_size=1
-    )
-    try:
-        await pool.wait(timeout=10)
+    async with live_pool(settings) as pool:
         async with pool.connection() as conn:  # never returned before: checked
             await conn.execute("SELECT 1")
         assert len(checked) == 1
@@ -43,18 +75,12 @@ async def test_the_check_is_skipped_only_for_a_connection_just_returned(
             cur = await conn.execute("SELECT 1 AS one")
             assert await cur.fetchone() == {"one": 1}
         assert len(checked) == 2
-    finally:
-        await pool.close()
 
 
 async def test_read_connection_reads_without_a_transaction_and_hands_back_a_normal_one(
     settings: Settings,
 ) -> None:
-    pool = await postgres.create_pool(
-        settings.database_url, schema=settings.database_schema, min_size=1, max_size=1
-    )
-    try:
-        await pool.wait(timeout=10)
+    async with live_pool(settings) as pool:
         async with postgres.read_connection(pool) as conn:
             cur = await conn.execute("SELECT now() = statement_timestamp() AS outside")
             # outside a transaction block, now() is the statement's own timestamp
@@ -64,24 +90,12 @@ async def test_read_connection_reads_without_a_transaction_and_hands_back_a_norm
             await conn.execute("SELECT 1")
             cur = await conn.execute("SELECT now() = statement_timestamp() AS outside")
             assert await cur.fetchone() == {"outside": False}  # inside BEGIN ... COMMIT
-    finally:
-        await pool.close()
 
 
 async def test_a_checkout_fails_at_once_while_the_server_is_down_and_works_once_it_is_back(
     settings: Settings,
 ) -> None:
-    pool = await postgres.create_pool(
-        "postgresql://polyshop@127.0.0.1:1/nowhere",  # refused: nothing listens there
-        schema=settings.database_schema,
-        min_size=1,
-        max_size=2,
-    )
-    try:
-        for _ in range(200):  # the pool's first background attempt
-            if pool.health.known_down():
-                break
-            await asyncio.sleep(0.05)
+    async with refused_pool(settings) as pool:
         assert pool.health.known_down()
         # not the pool's own timeout ("couldn't get a connection after 5.00 sec")
         with pytest.raises(PoolTimeout, match="unreachable"):
@@ -95,31 +109,15 @@ async def test_a_checkout_fails_at_once_while_the_server_is_down_and_works_once_
             cur = await conn.execute("SELECT 1 AS one")
             assert await cur.fetchone() == {"one": 1}
         assert not pool.health.known_down() and pool.health.failed_at is None
-    finally:
-        await pool.close()
 
 
 async def test_with_fail_fast_off_a_checkout_waits_the_pool_timeout(settings: Settings) -> None:
-    pool = await postgres.create_pool(
-        "postgresql://polyshop@127.0.0.1:1/nowhere",
-        schema=settings.database_schema,
-        min_size=1,
-        max_size=2,
-        timeout_s=0.3,
-        fail_fast_s=0.0,
-    )
-    try:
-        for _ in range(200):  # the pool's first background attempt
-            if pool.health.failed_at is not None:
-                break
-            await asyncio.sleep(0.05)
+    async with refused_pool(settings, timeout_s=0.3, fail_fast_s=0.0) as pool:
         assert pool.health.failed_at is not None and not pool.health.known_down()
         # the pool's own timeout, not the fail-fast refusal
         with pytest.raises(PoolTimeout, match=r"after 0\.30 sec"):
             async with pool.connection():
                 pass
-    finally:
-        await pool.close()
 
 
 async def test_the_pool_takes_its_timeouts_from_the_settings(settings: Settings) -> None:
