@@ -1,4 +1,4 @@
-"""The product read cache of a process, and the outbox consumer "cache" that invalidates it.
+"""The outbox consumer "cache": applies each product change to the product cache.
 
 The request path invalidates right after each commit; this consumer applies the same
 invalidation from the outbox, so one missed while Redis was down is applied later.
@@ -8,46 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from app.metrics import CACHE_BREAKER_STATE, CACHE_REQUESTS
-from app.stores import Stores
-from storage import outbox, products
+from app.stores import CACHE_CONSUMER, Stores, create_product_cache
+from storage import products
 from storage.outbox import OutboxEvent
-from storage.postgres import read_connection
-from storage.product_cache import BreakerState, CacheResult, ProductCache
+from storage.product_cache import ProductCache
 
-CONSUMER_NAME = "cache"
-
-_BREAKER_GAUGE: dict[BreakerState, int] = {"closed": 0, "half-opened": 1, "opened": 2}
-
-
-def _count(result: CacheResult) -> None:
-    CACHE_REQUESTS.labels(result).inc()
-
-
-def _breaker(state: BreakerState) -> None:
-    CACHE_BREAKER_STATE.set(_BREAKER_GAUGE[state])
+CONSUMER_NAME = CACHE_CONSUMER
 
 
 def build_product_cache(stores: Stores) -> ProductCache:
-    s = stores.settings
-
-    async def undelivered() -> list[tuple[int, int]]:
-        async with read_connection(stores.pg) as conn:
-            return await outbox.undelivered(conn, CONSUMER_NAME, products.AGGREGATE)
-
-    return ProductCache(
-        stores.redis,
-        prefix=s.redis_prefix,
-        ttl_s=s.cache_ttl_s,
-        ttl_jitter=s.cache_ttl_jitter,
-        lease_ms=s.cache_lease_ms,
-        lease_wait_ms=s.cache_lease_wait_ms,
-        breaker_threshold=s.cache_breaker_threshold,
-        breaker_open_s=s.cache_breaker_open_s,
-        on_result=_count,
-        on_breaker_state=_breaker,
-        catch_up=undelivered,
-    )
+    """Another product cache on the same clients: what a second replica would hold."""
+    return create_product_cache(stores.settings, stores.pg, stores.redis)
 
 
 class CacheInvalidator:
@@ -69,4 +40,5 @@ class CacheInvalidator:
 
 
 def cache_consumer(stores: Stores) -> CacheInvalidator:
-    return CacheInvalidator(build_product_cache(stores))
+    """The consumer on the process's own product cache."""
+    return CacheInvalidator(stores.product_cache)

@@ -26,10 +26,9 @@ from tenacity import (
     wait_exponential,
 )
 
-from app.cache_consumer import CONSUMER_NAME, build_product_cache
 from app.deps import get_stores
 from app.metrics import CACHE_HANDOFFS
-from app.stores import Stores
+from app.stores import CACHE_CONSUMER, Stores
 from storage import outbox, products
 from storage.outbox import Delivery
 from storage.postgres import POSTGRES_DOWN, read_connection
@@ -39,23 +38,19 @@ log = structlog.get_logger()
 
 
 def get_product_cache(request: Request) -> ProductCache:
-    """The process's product cache, made on first use (it holds per-process state:
-    the single-flight table and the circuit breaker)."""
-    cache: ProductCache | None = getattr(request.app.state, "product_cache", None)
-    if cache is None:
-        cache = build_product_cache(get_stores(request))
-        request.app.state.product_cache = cache
-    return cache
+    """The process's product cache, built with the other stores in the lifespan."""
+    return get_stores(request).product_cache
 
 
-async def invalidate_after_write(request: Request, changes: Sequence[tuple[int, int]]) -> None:
-    """Call after the commit, before answering: (product id, version written) pairs."""
-    cache = get_product_cache(request)
+async def invalidate_products(stores: Stores, changes: Sequence[tuple[int, int]]) -> None:
+    """After the commit, before answering: (product id, version written) pairs. Called
+    by the request transaction (app.transaction) for the products its route changed."""
+    cache = stores.product_cache
     missed = [
         (pid, version) for pid, version in changes if not await cache.invalidate(pid, version)
     ]
     if missed:
-        await hand_off(get_stores(request), missed)
+        await hand_off(stores, missed)
 
 
 async def hand_off(stores: Stores, missed: Sequence[tuple[int, int]]) -> Delivery:
@@ -80,4 +75,4 @@ async def hand_off(stores: Stores, missed: Sequence[tuple[int, int]]) -> Deliver
 
 async def _delivery(stores: Stores, missed: Sequence[tuple[int, int]]) -> Delivery:
     async with read_connection(stores.pg) as conn:
-        return await outbox.delivery(conn, CONSUMER_NAME, products.AGGREGATE, missed)
+        return await outbox.delivery(conn, CACHE_CONSUMER, products.AGGREGATE, missed)

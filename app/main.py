@@ -19,7 +19,7 @@ from app.middleware import install_middleware
 from app.problems import install_problem_handlers
 from app.routes import health
 from app.settings import Settings, get_settings
-from app.stores import open_stores
+from app.stores import StoresFactory, open_stores
 
 API_DESCRIPTION = """The data backend of the polyshop online shop.
 
@@ -28,13 +28,17 @@ Errors are RFC 9457 `application/problem+json`. Authenticate with
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, stores_factory: StoresFactory = open_stores
+) -> FastAPI:
+    """The API. `stores_factory` opens the process's clients for the lifespan; tests
+    pass their own (fakes, or stores opened elsewhere) to assemble the app the same way."""
     settings = settings or get_settings()
     configure_logging(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_stores(settings) as stores:
+        async with stores_factory(settings) as stores:
             app.state.stores = stores
             yield
 

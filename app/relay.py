@@ -20,7 +20,6 @@ import psycopg
 import structlog
 from psycopg import sql
 
-from app import worker
 from app.logging import request_ids
 from app.metrics import (
     OUTBOX_BACKLOG,
@@ -109,6 +108,7 @@ class Relay:
             OUTBOX_OLDEST_AGE.labels(consumer.name).set(age)
 
     async def run(self, stop: asyncio.Event) -> None:
+        log.info("outbox.relay_started", consumers=[c.name for c in self.consumers])
         wake = asyncio.Event()
         listener = asyncio.create_task(self._listen(wake, stop))
         try:
@@ -163,10 +163,3 @@ async def _first_of(wake: asyncio.Event, stop: asyncio.Event, *, poll_s: float) 
         for w in waits:
             w.cancel()
         await asyncio.gather(*waits, return_exceptions=True)
-
-
-async def run_relay(stores: Stores, stop: asyncio.Event) -> None:
-    """Worker task "outbox-relay": every consumer registered in `app.worker.CONSUMERS`."""
-    consumers = [factory(stores) for factory in worker.CONSUMERS]
-    log.info("outbox.relay_started", consumers=[c.name for c in consumers])
-    await Relay(stores, consumers).run(stop)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,25 +14,68 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from analytics.duck import AnalyticsStore, SandboxLimits, create_analytics_store
+from app.metrics import CACHE_BREAKER_STATE, CACHE_REQUESTS
 from app.settings import Settings
 from search.engine import SearchEngine, create_search_engine
+from storage import outbox, products
 from storage.blobs import create_minio
 from storage.cache import create_redis
-from storage.postgres import create_pool
+from storage.postgres import create_pool, read_connection
+from storage.product_cache import BreakerState, CacheResult, ProductCache
 
 log = structlog.get_logger()
 
 PgPool = AsyncConnectionPool[AsyncConnection[dict[str, Any]]]
 
+# The outbox consumer that invalidates the product cache (app.cache_consumer); the
+# cache's catch-up reads what this consumer has not delivered yet.
+CACHE_CONSUMER = "cache"
+_BREAKER_GAUGE: dict[BreakerState, int] = {"closed": 0, "half-opened": 1, "opened": 2}
+
 
 @dataclass
 class Stores:
+    """Every client of one process, and the product cache built on them (it holds
+    per-process state: the single-flight table and the circuit breaker)."""
+
     settings: Settings
     pg: PgPool
     redis: Redis
     search: SearchEngine
     blobs: Minio
     analytics: AnalyticsStore
+    product_cache: ProductCache
+
+
+def _count_cache_result(result: CacheResult) -> None:
+    CACHE_REQUESTS.labels(result).inc()
+
+
+def _export_breaker(state: BreakerState) -> None:
+    CACHE_BREAKER_STATE.set(_BREAKER_GAUGE[state])
+
+
+def create_product_cache(settings: Settings, pg: PgPool, redis: Redis) -> ProductCache:
+    """The product read cache on these clients (one per process; tests make more to
+    play other replicas)."""
+
+    async def undelivered() -> list[tuple[int, int]]:
+        async with read_connection(pg) as conn:
+            return await outbox.undelivered(conn, CACHE_CONSUMER, products.AGGREGATE)
+
+    return ProductCache(
+        redis,
+        prefix=settings.redis_prefix,
+        ttl_s=settings.cache_ttl_s,
+        ttl_jitter=settings.cache_ttl_jitter,
+        lease_ms=settings.cache_lease_ms,
+        lease_wait_ms=settings.cache_lease_wait_ms,
+        breaker_threshold=settings.cache_breaker_threshold,
+        breaker_open_s=settings.cache_breaker_open_s,
+        on_result=_count_cache_result,
+        on_breaker_state=_export_breaker,
+        catch_up=undelivered,
+    )
 
 
 def create_blob_client(settings: Settings) -> Minio:
@@ -45,6 +88,9 @@ def create_blob_client(settings: Settings) -> Minio:
         secure=settings.s3_secure,
         region=settings.s3_region,
     )
+
+
+StoresFactory = Callable[[Settings], contextlib.AbstractAsyncContextManager["Stores"]]
 
 
 @contextlib.asynccontextmanager
@@ -70,7 +116,8 @@ async def open_stores(
         settings.duckdb_path,
         SandboxLimits(settings.analytics_memory_limit, settings.analytics_threads),
     )
-    stores = Stores(settings, pg, redis, search, blobs, analytics)
+    cache = create_product_cache(settings, pg, redis)
+    stores = Stores(settings, pg, redis, search, blobs, analytics, cache)
     log.info("stores.opened", search_engine=settings.search_engine, schema=settings.database_schema)
     try:
         yield stores

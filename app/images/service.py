@@ -20,7 +20,8 @@ import structlog
 from fastapi import Request
 from psycopg import AsyncConnection
 
-from app.cache_writes import invalidate_after_write
+from app.cache_writes import invalidate_products
+from app.deps import get_stores
 from app.images.problems import UnsupportedMediaType
 from app.metrics import IMAGE_UPLOAD_STAGE
 from app.problems import InvalidField, NotFound
@@ -101,7 +102,7 @@ async def product_changed(request: Request, product_id: int, version: int | None
     (read-your-writes, like every product write; the outbox event is the backstop)."""
     if version is None:
         return
-    await invalidate_after_write(request, [(product_id, version)])
+    await invalidate_products(get_stores(request), [(product_id, version)])
 
 
 def observe(timings: dict[str, float]) -> None:

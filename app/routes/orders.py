@@ -11,18 +11,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-import psycopg
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
-from psycopg_pool import PoolTimeout
 
 from app.auth import CustomerDep, PrincipalDep, WarehouseDep
-from app.cache_writes import invalidate_after_write
-from app.deps import StoresDep
 from app.problems import (
     PROBLEM_JSON,
     Conflict,
@@ -33,25 +27,14 @@ from app.problems import (
     problem_response,
 )
 from app.schemas.orders import MAX_ID, OrderIn, OrderOut, OrderPage, TransitionIn
-from app.stores import Stores
+from app.transaction import ReadConnectionDep, RequestTransaction, TransactionDep
 from storage import idempotency, orders
-from storage.errors import StoreUnavailable
 
 router = APIRouter(tags=["orders"])
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
 OrderId = Annotated[int, Path(ge=1, le=MAX_ID, description="order id")]
-
-
-@contextlib.asynccontextmanager
-async def _transaction(stores: Stores) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    """One Postgres transaction; a Postgres that cannot be reached is a 503, not a 500."""
-    try:
-        async with stores.pg.connection() as conn, conn.transaction():
-            yield conn
-    except (psycopg.OperationalError, PoolTimeout) as exc:
-        raise StoreUnavailable("postgres", type(exc).__name__) from exc
 
 
 def _refusal(exc: orders.OrderError) -> Problem:
@@ -91,7 +74,7 @@ def _order_json(order: orders.Order) -> bytes:
 async def place_order(
     request: Request,
     order_in: OrderIn,
-    stores: StoresDep,
+    tx: TransactionDep,
     principal: CustomerDep,
     idempotency_key: Annotated[
         str,
@@ -111,50 +94,48 @@ async def place_order(
     assert principal.customer_id is not None  # the customer role always has one
     scope = f"customer:{principal.customer_id}"
     fingerprint = idempotency.fingerprint("POST", "/orders", order_in.model_dump(mode="json"))
-    async with _transaction(stores) as conn:
-        earlier = await idempotency.begin(conn, principal=scope, key=key, request_hash=fingerprint)
-        if earlier is not None:
-            if not earlier.same_request:
-                raise InvalidField(
-                    IDEMPOTENCY_HEADER,
-                    "already used with a different request",
-                    location="header",
-                )
-            if earlier.response is None:  # not written by this code; be safe
-                raise Conflict(
-                    "a request with this Idempotency-Key is in progress",
-                    headers={"Retry-After": "1"},
-                    field=IDEMPOTENCY_HEADER,
-                )
-            return _replay(earlier.response)
-        try:
-            async with conn.transaction():  # a savepoint: a refusal undoes only the order
-                placed = await orders.place(
-                    conn,
-                    customer_id=principal.customer_id,
-                    items=[(i.product_id, i.quantity) for i in order_in.items],
-                )
-            order = placed.order
-            stock_moved = placed.product_versions
-            stored = idempotency.StoredResponse(
-                status=201,
-                headers={"content-type": "application/json", "location": f"/orders/{order.id}"},
-                body=_order_json(order),
+    conn = await tx.connection()
+    earlier = await idempotency.begin(conn, principal=scope, key=key, request_hash=fingerprint)
+    if earlier is not None:
+        if not earlier.same_request:
+            raise InvalidField(
+                IDEMPOTENCY_HEADER,
+                "already used with a different request",
+                location="header",
             )
-        except orders.OrderError as exc:
-            stock_moved = []
-            problem = _refusal(exc)
-            rendered = problem_response(
-                request, problem.status, problem.title, problem.detail, None, **problem.extra
+        if earlier.response is None:  # not written by this code; be safe
+            raise Conflict(
+                "a request with this Idempotency-Key is in progress",
+                headers={"Retry-After": "1"},
+                field=IDEMPOTENCY_HEADER,
             )
-            stored = idempotency.StoredResponse(
-                status=problem.status,
-                headers={"content-type": PROBLEM_JSON},
-                body=bytes(rendered.body),
+        return _replay(earlier.response)
+    try:
+        async with conn.transaction():  # a savepoint: a refusal undoes only the order
+            placed = await orders.place(
+                conn,
+                customer_id=principal.customer_id,
+                items=[(i.product_id, i.quantity) for i in order_in.items],
             )
-        await idempotency.complete(conn, principal=scope, key=key, response=stored)
-    # after the commit, before answering: the new stock is read through the cache
-    await invalidate_after_write(request, stock_moved)
+        order = placed.order
+        # after the commit, before answering: the new stock is read through the cache
+        tx.products_changed(placed.product_versions)
+        stored = idempotency.StoredResponse(
+            status=201,
+            headers={"content-type": "application/json", "location": f"/orders/{order.id}"},
+            body=_order_json(order),
+        )
+    except orders.OrderError as exc:
+        problem = _refusal(exc)
+        rendered = problem_response(
+            request, problem.status, problem.title, problem.detail, None, **problem.extra
+        )
+        stored = idempotency.StoredResponse(
+            status=problem.status,
+            headers={"content-type": PROBLEM_JSON},
+            body=bytes(rendered.body),
+        )
+    await idempotency.complete(conn, principal=scope, key=key, response=stored)
     return Response(content=stored.body, status_code=stored.status, headers=stored.headers)
 
 
@@ -189,7 +170,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
     summary="Order history, newest first (customers: their own; warehouse, admin: all)",
 )
 async def list_orders(
-    stores: StoresDep,
+    conn: ReadConnectionDep,
     principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -202,8 +183,7 @@ async def list_orders(
             raise Forbidden("customers see only their own orders")
         customer_id = principal.customer_id
     after = _decode_cursor(cursor) if cursor else None
-    async with _transaction(stores) as conn:
-        page = await orders.history(conn, customer_id=customer_id, after=after, limit=limit + 1)
+    page = await orders.history(conn, customer_id=customer_id, after=after, limit=limit + 1)
     more = len(page) > limit
     page = page[:limit]
     return OrderPage(
@@ -218,9 +198,10 @@ _NO_ORDER: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut, summary="One order", responses=_NO_ORDER)
-async def get_order(order_id: OrderId, stores: StoresDep, principal: PrincipalDep) -> OrderOut:
-    async with _transaction(stores) as conn:
-        order = await orders.get(conn, order_id)
+async def get_order(
+    order_id: OrderId, conn: ReadConnectionDep, principal: PrincipalDep
+) -> OrderOut:
+    order = await orders.get(conn, order_id)
     # another customer's order is answered like a missing one: ids leak nothing
     if order is None or (
         principal.role == "customer" and order.customer_id != principal.customer_id
@@ -235,13 +216,11 @@ async def get_order(order_id: OrderId, stores: StoresDep, principal: PrincipalDe
     summary="Cancel an order (owner or admin); gives its stock back",
     responses={**_NO_ORDER, 409: {"description": "the order has shipped"}},
 )
-async def cancel_order(
-    order_id: OrderId, request: Request, stores: StoresDep, principal: PrincipalDep
-) -> OrderOut:
+async def cancel_order(order_id: OrderId, tx: TransactionDep, principal: PrincipalDep) -> OrderOut:
     if principal.role not in ("customer", "admin"):
         raise Forbidden("this needs the role customer or admin")
     owner = principal.customer_id if principal.role == "customer" else None
-    return await _change(request, stores, order_id, "cancelled", owner)
+    return await _change(tx, order_id, "cancelled", owner)
 
 
 @router.post(
@@ -252,23 +231,22 @@ async def cancel_order(
 )
 async def transition_order(
     order_id: OrderId,
-    request: Request,
-    stores: StoresDep,
+    tx: TransactionDep,
     principal: WarehouseDep,
     transition: Annotated[TransitionIn, Body()],
 ) -> OrderOut:
-    return await _change(request, stores, order_id, transition.status, None)
+    return await _change(tx, order_id, transition.status, None)
 
 
 async def _change(
-    request: Request, stores: Stores, order_id: int, target: orders.Status, owner: int | None
+    tx: RequestTransaction, order_id: int, target: orders.Status, owner: int | None
 ) -> OrderOut:
+    conn = await tx.connection()
     try:
-        async with _transaction(stores) as conn:
-            result = await orders.change_status(conn, order_id, target, customer_id=owner)
+        result = await orders.change_status(conn, order_id, target, customer_id=owner)
     except orders.OrderError as exc:
         raise _refusal(exc) from exc
     if result is None:
         raise NotFound(f"no order {order_id}")
-    await invalidate_after_write(request, result.product_versions)
+    tx.products_changed(result.product_versions)
     return OrderOut.of(result.order)

@@ -15,14 +15,11 @@ import re
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-import psycopg
-import psycopg_pool
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi import Path as PathParam
 from pydantic import WithJsonSchema
 
 from app.auth import AdminDep
-from app.cache_writes import get_product_cache, invalidate_after_write
 from app.deps import StoresDep
 from app.images import service as product_images
 from app.problems import Conflict, InvalidField, NotFound, PreconditionFailed
@@ -35,9 +32,11 @@ from app.schemas.products import (
     Status,
 )
 from app.stores import Stores
+from app.transaction import ReadConnectionDep, TransactionDep, postgres_errors
 from storage import products
 from storage.errors import StoreUnavailable
 from storage.money import to_minor
+from storage.postgres import read_connection
 from storage.product_cache import Entry
 
 router = APIRouter(prefix="/products", tags=["products"])
@@ -74,29 +73,19 @@ _PRECONDITION: dict[int | str, dict[str, Any]] = {
 
 
 @contextlib.contextmanager
-def _postgres_errors() -> Iterator[None]:
+def _write_errors() -> Iterator[None]:
+    """The 4xx answering a product write the data does not allow."""
     try:
         yield
-    except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
-        raise StoreUnavailable("postgres", str(exc).splitlines()[0] if str(exc) else "") from exc
-
-
-@contextlib.contextmanager
-def _write_errors(product_id: int | None = None) -> Iterator[None]:
-    with _postgres_errors():
-        try:
-            yield
-        except products.DuplicateSku as exc:
-            raise Conflict(
-                f"sku {exc.sku!r} is already used by another product", field="sku"
-            ) from exc
-        except products.ProductNotFound as exc:
-            raise NotFound(f"product {exc.product_id} not found") from exc
-        except products.VersionMismatch as exc:
-            raise PreconditionFailed(
-                f"product {exc.product_id} is at version {exc.current}",
-                current_etag=_etag(exc.current),
-            ) from exc
+    except products.DuplicateSku as exc:
+        raise Conflict(f"sku {exc.sku!r} is already used by another product", field="sku") from exc
+    except products.ProductNotFound as exc:
+        raise NotFound(f"product {exc.product_id} not found") from exc
+    except products.VersionMismatch as exc:
+        raise PreconditionFailed(
+            f"product {exc.product_id} is at version {exc.current}",
+            current_etag=_etag(exc.current),
+        ) from exc
 
 
 def _etag(version: int) -> str:
@@ -144,12 +133,13 @@ def _check_currency(currency: str, stores: Stores) -> None:
     summary="Create a product (admin)",
     responses={409: {"description": "a live product already has this sku"}},
 )
-async def create_product(body: ProductIn, _admin: AdminDep, stores: StoresDep) -> Response:
+async def create_product(
+    body: ProductIn, _admin: AdminDep, stores: StoresDep, tx: TransactionDep
+) -> Response:
     row = body.to_row(default_currency=stores.settings.currencies[0])
     _check_currency(row["currency"], stores)
     with _write_errors():
-        async with stores.pg.connection() as conn, conn.transaction():
-            product = await products.create(conn, row)
+        product = await products.create(await tx.connection(), row)
     # No cache invalidation needed: absent products are never cached.
     return _respond(Entry(product.version, _body(product)), 201, Location=f"/products/{product.id}")
 
@@ -163,12 +153,11 @@ async def create_product(body: ProductIn, _admin: AdminDep, stores: StoresDep) -
 async def get_product(
     product_id: ProductId,
     stores: StoresDep,
-    request: Request,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     async def load() -> Entry | None:
-        with _postgres_errors():
-            async with stores.pg.connection() as conn:
+        with postgres_errors():
+            async with read_connection(stores.pg) as conn:
                 product = await products.get(conn, product_id)
                 if product is None:
                     return None
@@ -176,7 +165,7 @@ async def get_product(
         return Entry(product.version, _body(product, image))
 
     if stores.settings.cache_enabled:
-        entry = await get_product_cache(request).get_or_load(product_id, load)
+        entry = await stores.product_cache.get_or_load(product_id, load)
     else:
         entry = await load()
     if entry is None:
@@ -199,7 +188,7 @@ async def update_product(
     body: ProductPatch,
     _admin: AdminDep,
     stores: StoresDep,
-    request: Request,
+    tx: TransactionDep,
     if_match: IfMatch = None,
 ) -> Response:
     changes = body.to_changes()
@@ -208,12 +197,11 @@ async def update_product(
     if "currency" in changes:
         _check_currency(changes["currency"], stores)
     expected = _expected_version(if_match)
+    conn = await tx.connection()
     with _write_errors():
-        async with stores.pg.connection() as conn, conn.transaction():
-            product = await products.update(conn, product_id, changes, expected_version=expected)
-            image = await product_images.primary_image(stores, conn, product_id)
-    # After the commit, before answering: read-your-writes through the cache.
-    await invalidate_after_write(request, [(product.id, product.version)])
+        product = await products.update(conn, product_id, changes, expected_version=expected)
+    image = await product_images.primary_image(stores, conn, product_id)
+    tx.product_changed(product.id, product.version)
     return _respond(Entry(product.version, _body(product, image)))
 
 
@@ -227,20 +215,24 @@ async def delete_product(
     product_id: ProductId,
     _admin: AdminDep,
     stores: StoresDep,
-    request: Request,
+    tx: TransactionDep,
     if_match: IfMatch = None,
 ) -> Response:
     expected = _expected_version(if_match)
+    conn = await tx.connection()
     with _write_errors():
-        async with stores.pg.connection() as conn, conn.transaction():
-            # The product row is locked first (images lock it too): no deadlock.
-            version = await products.delete(conn, product_id, expected_version=expected)
-            released = await product_images.delete_product_images(conn, product_id)
-    await invalidate_after_write(request, [(product_id, version)])
+        # The product row is locked first (images lock it too): no deadlock.
+        version = await products.delete(conn, product_id, expected_version=expected)
+    released = await product_images.delete_product_images(conn, product_id)
+    tx.product_changed(product_id, version)
     if released:
-        # Best effort: blobs still referenced elsewhere stay; the GC job is the backstop.
-        with contextlib.suppress(StoreUnavailable):
-            await product_images.release_blobs(stores, released)
+
+        async def release() -> None:
+            # Best effort: blobs still referenced elsewhere stay; the GC job is the backstop.
+            with contextlib.suppress(StoreUnavailable):
+                await product_images.release_blobs(stores, released)
+
+        tx.after_commit(release)
     return Response(status_code=204)
 
 
@@ -251,6 +243,7 @@ async def delete_product(
 )
 async def list_products(
     stores: StoresDep,
+    conn: ReadConnectionDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     category: Annotated[
@@ -268,14 +261,12 @@ async def list_products(
         max_price_minor=None if max_price is None else to_minor(max_price),
         status=status,
     )
-    with _postgres_errors():
-        async with stores.pg.connection() as conn:
-            page = await products.list_page(
-                conn, after_id=_decode_cursor(cursor), limit=limit + 1, where=where
-            )
-            more = len(page) > limit
-            page = page[:limit]
-            images = await product_images.primary_images(stores, conn, [p.id for p in page])
+    page = await products.list_page(
+        conn, after_id=_decode_cursor(cursor), limit=limit + 1, where=where
+    )
+    more = len(page) > limit
+    page = page[:limit]
+    images = await product_images.primary_images(stores, conn, [p.id for p in page])
     return ProductPage(
         items=[ProductOut.of(p, images.get(p.id)) for p in page],
         next_cursor=_encode_cursor(page[-1].id) if more else None,

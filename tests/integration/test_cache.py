@@ -78,7 +78,7 @@ async def test_reads_fill_the_cache_and_writes_invalidate_it(
     pid = await new_product(client, admin)
     hits = metric("polyshop_cache_requests_total", {"result": "hit"})
     first = await client.get(f"/products/{pid}")
-    cache: ProductCache = app.state.product_cache
+    cache: ProductCache = app.state.stores.product_cache
     assert await cached_version(stores, cache, pid) == 1
     second = await client.get(f"/products/{pid}")
     assert second.content == first.content
@@ -251,7 +251,7 @@ async def test_redis_unreachable_reads_and_writes_go_on_behind_the_breaker(
         pid = await new_product(c, admin)
         for _ in range(5):
             assert await version_of(c, pid) == 1
-        cache: ProductCache = app.state.product_cache
+        cache: ProductCache = app.state.stores.product_cache
         assert await cache.breaker_state() == "opened"
         assert metric("polyshop_cache_breaker_state") == 2
         write = await c.patch(f"/products/{pid}", json={"stock": 5}, headers=admin)
@@ -269,7 +269,7 @@ async def test_invalidation_loads_its_script_again_after_a_script_flush(
     a = await new_product(client, admin, "FLUSH-A")
     b = await new_product(client, admin, "FLUSH-B")
     assert [await version_of(client, p) for p in (a, b)] == [1, 1]  # both cached now
-    cache: ProductCache = app.state.product_cache  # made by the first read
+    cache: ProductCache = app.state.stores.product_cache  # made by the first read
     assert await cached_version(stores, cache, b) == 1
 
     await stores.redis.script_flush()
@@ -391,7 +391,7 @@ async def test_after_redis_was_out_of_reach_a_replica_catches_up_before_serving_
         # longer than the client's timeout: this read sees Redis fail, answers from Postgres
         assert await version_of(reader, pid) == 2
         await asyncio.sleep(max(0.0, paused_at + pause_s + 0.2 - time.monotonic()))
-        cache: ProductCache = reader_app.state.product_cache
+        cache: ProductCache = reader_app.state.stores.product_cache
         assert await cached_version(stores, cache, pid) == 1  # the old bytes are back
 
         assert await version_of(reader, pid) == 2  # caught up first: not served
@@ -406,7 +406,7 @@ async def test_fault_redis_stopped_mid_test(settings: Settings, admin: dict[str,
     async with replica(settings, cache_breaker_threshold=2, cache_breaker_open_s=0.2) as (c, app):
         pid = await new_product(c, admin)
         assert await version_of(c, pid) == 1
-        cache: ProductCache = app.state.product_cache
+        cache: ProductCache = app.state.stores.product_cache
         await asyncio.to_thread(devstack.stop_service, "redis")
         try:
             for _ in range(4):

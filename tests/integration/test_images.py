@@ -731,11 +731,10 @@ async def test_gc_worker_task_collects_and_stops(stores: Stores) -> None:
     assert task.done() and task.exception() is None
 
 
-async def test_image_tasks_are_registered_in_the_worker() -> None:
-    from app import worker
+async def test_image_tasks_are_in_the_worker_plan(stores: Stores) -> None:
+    from app.worker_wiring import build_worker
 
-    worker._load_plugins()
-    assert {"image-gc", "image-renditions"} <= set(worker.TASKS)
+    assert {"image-gc", "image-renditions"} <= set(build_worker(stores).tasks)
 
 
 # --- concurrency and outages -------------------------------------------------------------

@@ -172,10 +172,11 @@ async def test_notify_of_another_schema_does_not_count(
         await asyncio.wait_for(task, 10)
 
 
-def test_worker_registers_the_relay_and_the_cache_consumer() -> None:
-    from app import worker, worker_plugins  # noqa: F401
-    from app.cache_consumer import cache_consumer
-    from app.relay import run_relay
+async def test_worker_plan_runs_the_relay_with_the_cache_consumer(stores: Stores) -> None:
+    from app.cache_consumer import CacheInvalidator
+    from app.worker_wiring import build_worker
 
-    assert worker.TASKS["outbox-relay"] is run_relay
-    assert cache_consumer in worker.CONSUMERS
+    plan = build_worker(stores)
+    assert "outbox-relay" in plan.tasks
+    cache = [c for c in plan.consumers if isinstance(c, CacheInvalidator)]
+    assert len(cache) == 1 and cache[0].cache is stores.product_cache

@@ -142,11 +142,13 @@ async def test_a_second_reindex_of_the_same_alias_is_refused(stores: Stores) -> 
 async def test_worker_registers_the_consumer_and_a_running_reconcile_task(
     stores: Stores, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app import search_worker, worker, worker_plugins  # noqa: F401  (registers)
+    from app import search_worker
     from app.metrics import SEARCH_RECONCILE_RUNS
+    from app.worker_wiring import build_worker
 
-    assert "search" in [factory(stores).name for factory in worker.CONSUMERS]
-    assert worker.TASKS["search-reconcile"] is search_worker.reconcile_task
+    plan = build_worker(stores)
+    assert "search" in [consumer.name for consumer in plan.consumers]
+    assert "search-reconcile" in plan.tasks
     async with stores.pg.connection() as conn:
         await insert_product(conn, emit=False, name="Only reconcile can index me")
     monkeypatch.setattr(search_worker, "RECONCILE_INTERVAL_S", 0.05)

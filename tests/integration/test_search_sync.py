@@ -221,8 +221,8 @@ async def test_products_api_writes_reach_search_through_the_registered_relay(
     client: httpx.AsyncClient, stores: Stores
 ) -> None:
     """End to end with the other areas' code: POST/PATCH/DELETE /products, then the relay
-    with every consumer registered in app.worker (cache + search), then GET /search."""
-    from app import worker, worker_plugins  # noqa: F401  (registers the consumers)
+    with every consumer of the worker's plan (cache + search), then GET /search."""
+    from app.worker_wiring import build_consumers
 
     admin = await bearer(stores, "admin")
     created = await client.post(
@@ -242,7 +242,7 @@ async def test_products_api_writes_reach_search_through_the_registered_relay(
     )
     assert created.status_code == 201, created.text
     pid = created.json()["id"]
-    relay = Relay(stores, [factory(stores) for factory in worker.CONSUMERS])
+    relay = Relay(stores, build_consumers(stores))
 
     async def found(q: str) -> list[dict[str, object]]:
         await relay.drain()

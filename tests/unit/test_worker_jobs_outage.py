@@ -5,6 +5,7 @@ store points at a closed port."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,9 @@ import pytest
 from app.images.gc import run_image_gc
 from app.images.renditions_worker import run_renditions
 from app.stores import Stores, open_stores
-from app.worker import Task
 from tests.support.isolation import isolated_settings
+
+Job = Callable[[Stores, asyncio.Event], Awaitable[None]]
 
 DEAD = {
     "POLYSHOP_DATABASE_URL": "postgresql://polyshop@127.0.0.1:1/none",
@@ -27,7 +29,7 @@ DEAD = {
 
 
 @pytest.mark.parametrize("task", [run_renditions, run_image_gc], ids=["renditions", "gc"])
-async def test_job_survives_postgres_outage(task: Task, tmp_path: Path) -> None:
+async def test_job_survives_postgres_outage(task: Job, tmp_path: Path) -> None:
     settings = isolated_settings(DEAD, tmp_path, image_renditions_poll_s=0.2)
     stop = asyncio.Event()
     stores: Stores
