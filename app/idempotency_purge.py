@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import structlog
 
-from app.periodic import run_every
 from app.stores import Stores
+from kit.periodic import run_every
 from storage import idempotency
 
 log = structlog.get_logger()

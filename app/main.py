@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -18,6 +18,7 @@ from app.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from app.middleware import install_middleware
 from app.problems import install_problem_handlers
 from app.routes import health
+from app.routes.registry import feature_routers
 from app.settings import Settings, get_settings
 from app.stores import StoresFactory, open_stores
 
@@ -56,16 +57,9 @@ def create_app(
     install_middleware(app, settings)
     _install_request_metrics(app)
     app.include_router(health.router)
-    for router in _feature_routers():
+    for router in feature_routers():
         app.include_router(router)
     return app
-
-
-def _feature_routers() -> list[APIRouter]:
-    """Routers of the feature areas; each area registers itself in app/routes/."""
-    from app.routes import registry
-
-    return list(registry.ROUTERS)
 
 
 def _install_offline_docs(app: FastAPI) -> None:

@@ -4,7 +4,6 @@ error, the framework's included, as `application/problem+json`."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import psycopg
 import structlog
@@ -14,95 +13,44 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from kit.problems import (
+    PROBLEM_JSON,
+    Conflict,
+    Forbidden,
+    InvalidField,
+    NotFound,
+    PreconditionFailed,
+    Problem,
+    ServiceUnavailable,
+    Unauthorized,
+    problem_response,
+    render_problem,
+)
 from storage.errors import StoreUnavailable
 
+# The problem types live in kit/ (domain packages raise them too); routes in app/ keep
+# importing them from here, beside the handlers that render them.
+__all__ = [
+    "PROBLEM_JSON",
+    "Conflict",
+    "Forbidden",
+    "InvalidField",
+    "NotFound",
+    "PreconditionFailed",
+    "Problem",
+    "ServiceUnavailable",
+    "Unauthorized",
+    "install_problem_handlers",
+    "problem_response",
+    "render_problem",
+]
+
 log = structlog.get_logger()
-
-PROBLEM_JSON = "application/problem+json"
-
-
-class Problem(Exception):
-    """An error with an HTTP status. Raise a subclass or an instance anywhere in a request."""
-
-    status: int = 500
-    title: str = "Internal Server Error"
-
-    def __init__(
-        self,
-        detail: str | None = None,
-        *,
-        status: int | None = None,
-        title: str | None = None,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(detail or title or self.title)
-        if status is not None:
-            self.status = status
-        if title is not None:
-            self.title = title
-        self.detail = detail
-        self.headers = headers or {}
-        self.extra = extra
-
-
-class InvalidField(Problem):
-    """422 naming the offending field, in the same shape as request validation errors
-    (`errors[].field/location/message`), for checks the schema cannot express."""
-
-    status, title = 422, "Unprocessable Content"
-
-    def __init__(self, field: str, message: str, location: str = "body", **extra: Any) -> None:
-        super().__init__(
-            f"invalid input: {field}: {message}",
-            errors=[{"field": field, "location": location, "message": message}],
-            **extra,
-        )
-
-
-class NotFound(Problem):
-    status, title = 404, "Not Found"
-
-
-class Conflict(Problem):
-    status, title = 409, "Conflict"
-
-
-class PreconditionFailed(Problem):
-    status, title = 412, "Precondition Failed"
-
-
-class Unauthorized(Problem):
-    status, title = 401, "Unauthorized"
-
-
-class Forbidden(Problem):
-    status, title = 403, "Forbidden"
-
-
-class ServiceUnavailable(Problem):
-    status, title = 503, "Service Unavailable"
-
-
-def problem_response(
-    request: Request,
-    status: int,
-    title: str,
-    detail: str | None = None,
-    headers: dict[str, str] | None = None,
-    **extra: Any,
-) -> JSONResponse:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    body["instance"] = request.url.path
-    body.update(extra)
-    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
 async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Problem)
-    return problem_response(request, exc.status, exc.title, exc.detail, exc.headers, **exc.extra)
+    return render_problem(request, exc)
 
 
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:

@@ -132,7 +132,7 @@ class Settings(BaseSettings):
     )
     s3_region: str = Field("us-east-1", description="S3 region name")
 
-    # Product images (storage/image_*.py, app/images/)
+    # Product images (images/)
     image_max_bytes: int = Field(10 * 1024 * 1024, gt=0, description="multipart upload limit")
     image_direct_max_bytes: int = Field(100 * 1024 * 1024, gt=0, description="presigned limit")
     image_max_pixels: int = Field(40_000_000, gt=0, description="decompression-bomb guard")

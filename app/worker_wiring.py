@@ -10,10 +10,10 @@ from functools import partial
 
 from app import etl_schedule, idempotency_purge, search_worker
 from app.cache_consumer import CacheInvalidator
-from app.images import gc as image_gc
-from app.images import renditions_worker as image_renditions
 from app.relay import Relay
 from app.stores import Stores
+from images import gc as image_gc
+from images import renditions as image_renditions
 from storage.outbox import Consumer
 
 # A long-running coroutine of the worker; it returns once the event is set.

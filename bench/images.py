@@ -35,13 +35,13 @@ from asgi_lifespan import LifespanManager
 from minio import Minio
 from PIL import Image
 
-from app.images.renditions_worker import make_pending
 from app.main import create_app
-from app.metrics import IMAGE_UPLOAD_STAGE
 from app.settings import Settings, get_settings
 from app.stores import Stores, create_blob_client, open_stores
 from bench.cpu import CpuMeter, spent
 from bench.served import served_api
+from images.metrics import IMAGE_UPLOAD_STAGE
+from images.renditions import make_pending
 from storage import api_keys, migrate
 from storage.blobs import empty_bucket, ensure_bucket, remove_bucket
 

@@ -19,7 +19,7 @@ def setup() -> None:
     (idempotent; the API and the worker also do it on first use)."""
 
     async def run() -> None:
-        from app.images.service import image_blobs
+        from images.service import image_blobs
 
         async with open_stores(get_settings(), application_name="polyshop-cli-images") as s:
             await image_blobs(s).ensure_bucket()
@@ -37,7 +37,7 @@ def gc(
     """Delete blobs no image row uses, older than the grace period, once."""
 
     async def run() -> None:
-        from app.images.gc import collect_once
+        from images.gc import collect_once
 
         settings = get_settings()
         if grace_s is not None:
@@ -54,7 +54,7 @@ def renditions() -> None:
     """Make every pending (deferred) rendition now."""
 
     async def run() -> None:
-        from app.images.renditions_worker import make_pending
+        from images.renditions import make_pending
 
         async with open_stores(get_settings(), application_name="polyshop-cli-images") as s:
             total = 0

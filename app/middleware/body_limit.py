@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.middleware.responses import send_problem
 from app.settings import Settings
 
-# POST /products/{id}/images: multipart upload (app/routes/images.py)
+# POST /products/{id}/images: multipart upload (images/routes.py)
 _UPLOAD_PATHS = re.compile(r"^/products/[^/]+/images/?$")
 _FORM_ROOM = 1024 * 1024
 

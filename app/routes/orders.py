@@ -27,7 +27,8 @@ from app.problems import (
     problem_response,
 )
 from app.schemas.orders import MAX_ID, OrderIn, OrderOut, OrderPage, TransitionIn
-from app.transaction import ReadConnectionDep, RequestTransaction, TransactionDep
+from app.transaction import ReadConnectionDep, TransactionDep
+from kit.transaction import RequestTransaction
 from storage import idempotency, orders
 
 router = APIRouter(tags=["orders"])

@@ -21,7 +21,6 @@ from pydantic import WithJsonSchema
 
 from app.auth import AdminDep
 from app.deps import StoresDep
-from app.images import service as product_images
 from app.problems import Conflict, InvalidField, NotFound, PreconditionFailed
 from app.schemas.products import (
     PRICE_PATTERN,
@@ -33,6 +32,7 @@ from app.schemas.products import (
 )
 from app.stores import Stores
 from app.transaction import ReadConnectionDep, TransactionDep, postgres_errors
+from images import service as product_images
 from storage import products
 from storage.errors import StoreUnavailable
 from storage.money import to_minor

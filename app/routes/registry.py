@@ -1,17 +1,29 @@
-"""Routers of the feature areas, mounted by `app.main.create_app`. Add yours here."""
+"""The routers of the feature areas, mounted by `app.main.create_app`. Add yours here.
+Domain packages (images/) get the app's dependencies passed in: they do not import app/."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.routes import analytics, etl, images, orders, products, search
+from app.auth import require_role
+from app.deps import stores_dependency
+from app.routes import analytics, etl, orders, products, search
+from app.transaction import read_connection_dependency, request_transaction
+from images.routes import build_router as image_router
 
-ROUTERS: list[APIRouter] = [
-    products.router,
-    products.bench_router,
-    images.router,
-    orders.router,
-    search.router,
-    analytics.router,
-    etl.router,
-]
+
+def feature_routers() -> list[APIRouter]:
+    return [
+        products.router,
+        products.bench_router,
+        image_router(
+            stores=stores_dependency,
+            admin=require_role("admin"),
+            transaction=request_transaction,
+            read_connection=read_connection_dependency,
+        ),
+        orders.router,
+        search.router,
+        analytics.router,
+        etl.router,
+    ]

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas.json_types import JSON_INTEGER
+from kit.json_types import JSON_INTEGER
 from storage.money import format_minor
 from storage.orders import Order
 

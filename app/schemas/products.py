@@ -18,8 +18,8 @@ from pydantic import (
     field_serializer,
 )
 
-from app.schemas.images import ImageOut
-from app.schemas.json_types import JSON_INTEGER, NOT_BLANK_TEXT_PATTERN, TEXT_PATTERN
+from images.schemas import ImageOut
+from kit.json_types import JSON_INTEGER, NOT_BLANK_TEXT_PATTERN, TEXT_PATTERN
 from storage.money import format_minor, to_minor
 from storage.products import Product
 

@@ -17,11 +17,10 @@ from asgi_lifespan import LifespanManager
 from PIL import ExifTags, Image
 from prometheus_client import REGISTRY
 
-from app.images import service
 from app.main import create_app
 from app.settings import Settings
 from app.stores import Stores
-from storage import images
+from images import content, gc, repository, service
 from tests.support.auth import bearer
 from tests.support.images import (
     image_rows,
@@ -534,6 +533,30 @@ async def test_direct_upload_is_verified_then_stored(
     assert (await client.post(ticket["complete_url"], headers=admin)).status_code == 404
 
 
+async def test_concurrent_completions_beyond_the_pool_size_all_succeed(
+    settings: Settings, stores: Stores, admin: dict[str, str], product: int
+) -> None:
+    """pool max + 2 completions at once: each stores its image on the connection that
+    holds its upload row, so none waits for a second one (before, every completion held
+    one connection and waited for another: with the pool exhausted they all failed)."""
+    pool_max = 2
+    async with app_client(settings, database_pool_max=pool_max) as client:
+        tickets = []
+        for n in range(pool_max + 2):
+            start = await client.post(f"/products/{product}/images/uploads", headers=admin)
+            assert start.status_code == 201, start.text
+            ticket = start.json()
+            async with httpx.AsyncClient() as raw:
+                put = await raw.put(ticket["url"], content=make_image(color=(n * 40, 90, 30)))
+            assert put.status_code == 200, put.text
+            tickets.append(ticket)
+        done = await asyncio.gather(
+            *(client.post(t["complete_url"], headers=admin) for t in tickets)
+        )
+    assert [r.status_code for r in done] == [201] * len(tickets), [r.text for r in done]
+    assert await image_rows(stores) == len(tickets)
+
+
 @pytest.mark.parametrize(
     ("data", "status"),
     [(HTML, 415), (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, 422), (b"", 422)],
@@ -578,11 +601,11 @@ async def test_failure_after_the_puts_leaves_no_row_and_no_blob(
     bypassing the route's own validation): the blobs are deleted again."""
     from psycopg.errors import CheckViolation
 
-    from storage.image_processing import process
+    from images.processing.process import process
 
     processed = process(io.BytesIO(make_image("PNG")), max_pixels=10**6)
     with pytest.raises(CheckViolation):
-        await images.save_image(
+        await content.save_image(
             stores.pg,
             service.image_blobs(stores),
             product,
@@ -597,13 +620,13 @@ async def test_failure_after_the_puts_leaves_no_row_and_no_blob(
 async def test_the_product_check_inside_the_transaction_refuses_deleted_products(
     stores: Stores, product: int
 ) -> None:
-    from storage.image_processing import process
+    from images.processing.process import process
 
     async with stores.pg.connection() as conn:
         await conn.execute("UPDATE products SET deleted_at = now() WHERE id = %s", (product,))
     processed = process(io.BytesIO(make_image("PNG")), max_pixels=10**6)
-    with pytest.raises(images.ProductNotFound):
-        await images.save_image(
+    with pytest.raises(repository.ProductNotFound):
+        await content.save_image(
             stores.pg, service.image_blobs(stores), product, processed, (200, 800)
         )
     assert await image_rows(stores) == 0
@@ -684,12 +707,12 @@ async def test_gc_removes_orphans_and_nothing_else(
     assert len(before) == 3 + 2 + 2 + 1
 
     now = datetime.now(UTC)
-    young = await images.collect_orphans(stores.pg, blobs, grace_s=3600, now=now)
+    young = await gc.collect_orphans(stores.pg, blobs, grace_s=3600, now=now)
     assert young.deleted == []  # inside the grace period nothing goes
     assert await object_keys(stores) == before
 
     later = now + timedelta(seconds=5)
-    report = await images.collect_orphans(stores.pg, blobs, grace_s=0, now=later)
+    report = await gc.collect_orphans(stores.pg, blobs, grace_s=0, now=later)
     expected = {
         f"images/sha256/{orphan}.jpg",
         f"renditions/{orphan}/200.webp",
@@ -706,7 +729,7 @@ async def test_gc_removes_orphans_and_nothing_else(
 async def test_gc_worker_task_collects_and_stops(stores: Stores) -> None:
     import dataclasses
 
-    from app.images.gc import run_image_gc
+    from images.gc import run_image_gc
 
     blobs = service.image_blobs(stores)
     await blobs.ensure_bucket()
@@ -778,7 +801,7 @@ async def test_blob_store_down_is_503_and_nothing_is_written(
 async def test_deferred_renditions_are_made_by_the_worker(
     settings: Settings, stores: Stores, admin: dict[str, str], product: int
 ) -> None:
-    from app.images.renditions_worker import make_pending
+    from images.renditions import make_pending
 
     data = make_image("JPEG", size=(1000, 500), color=(3, 30, 90))
     async with app_client(settings, image_renditions="worker") as client:
@@ -818,7 +841,7 @@ async def test_deferred_renditions_are_made_by_the_worker(
 async def test_deleting_a_pending_image_leaves_no_work_and_no_blobs(
     settings: Settings, stores: Stores, admin: dict[str, str], product: int
 ) -> None:
-    from app.images.renditions_worker import make_pending
+    from images.renditions import make_pending
 
     async with app_client(settings, image_renditions="worker") as client:
         created = await upload(client, admin, product, make_image())
@@ -835,7 +858,7 @@ async def test_undecodable_jpeg_is_refused_inline_and_removed_by_the_worker_when
     """With renditions left to the worker, a JPEG is checked in the request up to its
     entropy-coded data and decoded by the worker; damage only a decode can find makes
     the worker remove the image (row, then blobs) and bump the product's version."""
-    from app.images.renditions_worker import make_pending
+    from images.renditions import make_pending
 
     damaged = well_formed_but_undecodable_jpeg()
     async with app_client(settings, image_renditions="inline") as client:

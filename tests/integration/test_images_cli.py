@@ -8,9 +8,9 @@ import httpx
 from typer.testing import CliRunner, Result
 
 from app.commands.images import images_cli
-from app.images.service import image_blobs
 from app.settings import Settings, get_settings
 from app.stores import Stores
+from images.service import image_blobs
 from tests.support.images import object_keys
 
 

@@ -80,7 +80,7 @@ def well_formed_but_undecodable_jpeg() -> bytes:
     checks) but whose entropy-coded data a decoder refuses. Found by trying damage to a
     progressive JPEG's scans with the real libraries, so it holds for the installed
     Pillow/libjpeg rather than for a byte offset someone once wrote down."""
-    from storage.jpeg_strip import JpegStructureError, strip_jpeg_metadata
+    from images.processing.jpeg_strip import JpegStructureError, strip_jpeg_metadata
 
     noise = Image.merge(
         "RGB", [Image.effect_noise((96, 64), 40 + 10 * c).convert("L") for c in range(3)]

@@ -7,8 +7,8 @@ import io
 import pytest
 from PIL import ExifTags, Image
 
-from storage.image_processing import process
-from storage.jpeg_strip import JpegStructureError, strip_jpeg_metadata
+from images.processing.jpeg_strip import JpegStructureError, strip_jpeg_metadata
+from images.processing.process import process
 
 
 def _photo(**save: object) -> bytes:

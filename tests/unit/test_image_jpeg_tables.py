@@ -8,9 +8,9 @@ import io
 import pytest
 from PIL import Image
 
-from storage.image_processing import ImageRejected, process
-from storage.jpeg_strip import JpegStructureError, strip_jpeg_metadata
-from storage.jpeg_tables import JpegTables
+from images.processing.jpeg_strip import JpegStructureError, strip_jpeg_metadata
+from images.processing.jpeg_tables import JpegTables
+from images.processing.process import ImageRejected, process
 from tests.support.images import well_formed_but_undecodable_jpeg
 
 

@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import ExifTags, Image, ImageCms
 
-from storage.image_processing import ImageRejected, process, sniff
+from images.processing.process import ImageRejected, process, sniff
 
 
 def encode(image: Image.Image, fmt: str, **save: object) -> io.BytesIO:

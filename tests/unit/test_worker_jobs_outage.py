@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from app.images.gc import run_image_gc
-from app.images.renditions_worker import run_renditions
 from app.stores import Stores, open_stores
+from images.gc import run_image_gc
+from images.renditions import run_renditions
 from tests.support.isolation import isolated_settings
 
 Job = Callable[[Stores, asyncio.Event], Awaitable[None]]

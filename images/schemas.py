@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from app.schemas.json_types import JSON_INTEGER, TEXT_PATTERN
+from kit.json_types import JSON_INTEGER, TEXT_PATTERN
 
 
 class RenditionOut(BaseModel):

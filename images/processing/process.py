@@ -32,8 +32,8 @@ from typing import IO, Any, Literal
 
 from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from storage.jpeg_strip import JpegStructureError, strip_jpeg_metadata
-from storage.jpeg_tables import JpegTables
+from images.processing.jpeg_strip import JpegStructureError, strip_jpeg_metadata
+from images.processing.jpeg_tables import JpegTables
 
 ImageFormat = Literal["jpeg", "png", "webp"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from storage.jpeg_tables import JpegTableError, JpegTables
+from images.processing.jpeg_tables import JpegTableError, JpegTables
 
 SOI = b"\xff\xd8"
 EOI = 0xD9

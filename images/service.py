@@ -17,27 +17,21 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 import structlog
-from fastapi import Request
-from psycopg import AsyncConnection
 
-from app.cache_writes import invalidate_products
-from app.deps import get_stores
-from app.images.problems import UnsupportedMediaType
-from app.metrics import IMAGE_UPLOAD_STAGE
-from app.problems import InvalidField, NotFound
-from app.schemas.images import ImageOut, RenditionOut
-from app.stores import Stores
-from storage import images
+from images import content, repository
+from images.blobs import ImageBlobs
+from images.context import Conn, ImageStores
+from images.metrics import IMAGE_UPLOAD_STAGE
+from images.problems import UnsupportedMediaType
+from images.processing.process import ImageRejected, ProcessedImage, process
+from images.schemas import ImageOut, RenditionOut
+from kit.problems import InvalidField, NotFound
 from storage.errors import StoreUnavailable
-from storage.image_blobs import ImageBlobs
-from storage.image_processing import ImageRejected, ProcessedImage, process
 
 log = structlog.get_logger()
 
-Conn = AsyncConnection[dict[str, Any]]
 
-
-def image_blobs(stores: Stores) -> ImageBlobs:
+def image_blobs(stores: ImageStores) -> ImageBlobs:
     settings = stores.settings
     return ImageBlobs(
         stores.blobs, settings.s3_bucket, public_read=settings.image_url_mode == "public"
@@ -52,7 +46,9 @@ def rejected(exc: ImageRejected) -> Exception:
     return InvalidField("file", str(exc))
 
 
-async def process_file(stores: Stores, fp: IO[bytes], *, direct: bool = False) -> ProcessedImage:
+async def process_file(
+    stores: ImageStores, fp: IO[bytes], *, direct: bool = False
+) -> ProcessedImage:
     """Validate and normalise an upload. With renditions made by the worker, a JPEG kept
     as it is gets the header and table checks here and its pixel decode there (see
     storage/image_processing.py); a direct upload (`direct`) is always decoded here,
@@ -74,35 +70,31 @@ async def process_file(stores: Stores, fp: IO[bytes], *, direct: bool = False) -
 
 
 async def store_processed(
-    stores: Stores,
+    stores: ImageStores,
+    conn: Conn,
     product_id: int,
     processed: ProcessedImage,
     *,
+    puts: content.ContentPuts,
     alt_text: str,
     position: int | None,
     timings: dict[str, float],
-) -> images.SavedImage:
+) -> repository.SavedImage:
+    """Store the image in the caller's transaction (see content.save_image_in)."""
     try:
-        return await images.save_image(
-            stores.pg,
+        return await content.save_image_in(
+            conn,
             image_blobs(stores),
             product_id,
             processed,
             stores.settings.image_rendition_widths,
+            puts=puts,
             alt_text=alt_text,
             position=position,
             timings=timings,
         )
-    except images.ProductNotFound as exc:
+    except repository.ProductNotFound as exc:
         raise NotFound(f"product {product_id} does not exist") from exc
-
-
-async def product_changed(request: Request, product_id: int, version: int | None) -> None:
-    """Right after the commit that bumped the product's version: drop its cached JSON
-    (read-your-writes, like every product write; the outbox event is the backstop)."""
-    if version is None:
-        return
-    await invalidate_products(get_stores(request), [(product_id, version)])
 
 
 def observe(timings: dict[str, float]) -> None:
@@ -110,16 +102,15 @@ def observe(timings: dict[str, float]) -> None:
         IMAGE_UPLOAD_STAGE.labels(stage).observe(seconds)
 
 
-async def ensure_product(stores: Stores, product_id: int) -> None:
-    async with stores.pg.connection() as conn:
-        if not await images.product_exists(conn, product_id):
-            raise NotFound(f"product {product_id} does not exist")
+async def ensure_product(conn: Conn, product_id: int) -> None:
+    if not await repository.product_exists(conn, product_id):
+        raise NotFound(f"product {product_id} does not exist")
 
 
 # --- output ------------------------------------------------------------------------------
 
 
-def _url(stores: Stores, blobs: ImageBlobs, key: str, now: datetime) -> str:
+def _url(stores: ImageStores, blobs: ImageBlobs, key: str, now: datetime) -> str:
     settings = stores.settings
     if settings.image_url_mode == "public":
         base = settings.image_public_base_url.rstrip("/")
@@ -130,7 +121,7 @@ def _url(stores: Stores, blobs: ImageBlobs, key: str, now: datetime) -> str:
     return blobs.presigned_get(key, expiry_s=settings.image_url_expiry_s, now=now)
 
 
-def _expires_at(stores: Stores, now: datetime) -> datetime | None:
+def _expires_at(stores: ImageStores, now: datetime) -> datetime | None:
     settings = stores.settings
     if settings.image_url_mode == "public":
         return None
@@ -140,7 +131,9 @@ def _expires_at(stores: Stores, now: datetime) -> datetime | None:
     return datetime.fromtimestamp(signed + settings.image_url_expiry_s, tz=UTC)
 
 
-def image_out(stores: Stores, row: images.ImageRow, now: datetime | None = None) -> ImageOut:
+def image_out(
+    stores: ImageStores, row: repository.ImageRow, now: datetime | None = None
+) -> ImageOut:
     now = now or datetime.now(UTC)
     blobs = image_blobs(stores)
     widths = sorted(set(stores.settings.image_rendition_widths))
@@ -182,33 +175,33 @@ def _nominal_width(key: str, fallback: Sequence[int]) -> int:
 # --- for the products API ----------------------------------------------------------------
 
 
-async def primary_image(stores: Stores, conn: Conn, product_id: int) -> dict[str, Any] | None:
+async def primary_image(stores: ImageStores, conn: Conn, product_id: int) -> dict[str, Any] | None:
     """The product's primary image (lowest position) as JSON, or None. For product JSON:
     `product["primary_image"] = await primary_image(stores, conn, product.id)`.
     The URLs are signed locally (no MinIO request); a presigned URL stays the same for
     half its lifetime, so don't cache product JSON with it for longer than that."""
-    found = await images.primary_images(conn, [product_id])
+    found = await repository.primary_images(conn, [product_id])
     row = found.get(product_id)
     return image_out(stores, row).model_dump(mode="json") if row else None
 
 
 async def primary_images(
-    stores: Stores, conn: Conn, product_ids: Sequence[int]
+    stores: ImageStores, conn: Conn, product_ids: Sequence[int]
 ) -> dict[int, dict[str, Any]]:
     """Batch form of `primary_image` for product lists (one query)."""
     now = datetime.now(UTC)
-    found = await images.primary_images(conn, product_ids)
+    found = await repository.primary_images(conn, product_ids)
     return {pid: image_out(stores, row, now).model_dump(mode="json") for pid, row in found.items()}
 
 
 async def delete_product_images(conn: Conn, product_id: int) -> list[str]:
     """Call inside the product-delete transaction; pass the result to `release_blobs`
     after the commit (optional: the GC job would collect the blobs anyway)."""
-    return await images.delete_product_images(conn, product_id)
+    return await repository.delete_product_images(conn, product_id)
 
 
-async def release_blobs(stores: Stores, shas: Sequence[str]) -> None:
-    await images.release_blobs(stores.pg, image_blobs(stores), shas)
+async def release_blobs(stores: ImageStores, shas: Sequence[str]) -> None:
+    await content.release_blobs(stores.pg, image_blobs(stores), shas)
 
 
 async def discard(blobs: ImageBlobs, key: str) -> None:
