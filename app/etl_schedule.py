@@ -15,8 +15,12 @@ from app.settings import Settings
 from app.stores import Stores
 from etl.runner import AlreadyRunning, EtlConfig, EtlJob, RunResult
 from etl.tables import CONFIGURATIONS
+from kit.periodic import run_every
 
 log = structlog.get_logger()
+
+# How often a worker looks for runs queued through the API.
+ETL_REQUEST_POLL_S = 1.0
 
 
 def etl_job(settings: Settings) -> EtlJob:
@@ -57,17 +61,32 @@ async def etl_schedule_task(stores: Stores, stop: asyncio.Event) -> None:
         return
     job = etl_job(settings)
     ticks = croniter(settings.etl_cron, datetime.now(UTC))
-    while not stop.is_set():
+
+    def to_next_tick() -> float:
         due: datetime = ticks.get_next(datetime)
-        delay = (due - datetime.now(UTC)).total_seconds()
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=max(0.0, delay))
-            return
-        except TimeoutError:
-            pass
+        return (due - datetime.now(UTC)).total_seconds()
+
+    async def run_once() -> None:
         try:
             result = await asyncio.to_thread(job.run)
         except AlreadyRunning:
             log.info("etl.schedule_skipped", reason="another run holds the lock")
-            continue
+            return
         record_metrics(result)
+
+    await run_every("etl-schedule", to_next_tick, stop, run_once, wait_first=True)
+
+
+async def etl_requests_task(stores: Stores, stop: asyncio.Event) -> None:
+    """Start the runs queued through `POST /etl/runs`, one at a time, in a thread (the
+    ETL is synchronous DuckDB and psycopg work); look for one every second."""
+    job = etl_job(stores.settings)
+
+    async def start_queued() -> bool:
+        handle = await asyncio.to_thread(job.begin_requested)
+        if handle is None:
+            return False
+        record_metrics(await asyncio.to_thread(job.execute, handle))
+        return True  # another may be queued already
+
+    await run_every("etl-requests", ETL_REQUEST_POLL_S, stop, start_queued, again_at_once=bool)

@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
+from app.etl_schedule import watch_data_age
 from app.logging import configure_logging
 from app.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from app.middleware import install_middleware
@@ -41,6 +42,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with stores_factory(settings) as stores:
             app.state.stores = stores
+            watch_data_age(stores.analytics)  # the gauge reads the store at scrape time
             yield
 
     app = FastAPI(

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import structlog
 
@@ -16,15 +15,16 @@ from app.metrics import (
     SEARCH_RECONCILE_RUNS,
 )
 from app.stores import Stores
+from kit.periodic import run_every
 from search.consumer import SearchIndexConsumer
 from search.reconcile import DriftReport, reconcile
-from storage.errors import StoreUnavailable
+from storage import locks
 
 log = structlog.get_logger()
 
 RECONCILE_INTERVAL_S = 600.0
 # One reconcile at a time across every worker replica (pg_try_advisory_lock key).
-RECONCILE_LOCK_KEY = "polyshop:search-reconcile"
+RECONCILE_LOCK = "search-reconcile"
 
 
 def search_consumer(stores: Stores) -> SearchIndexConsumer:
@@ -46,28 +46,23 @@ def export_drift(report: DriftReport) -> None:
 async def reconcile_once(stores: Stores) -> DriftReport | None:
     """Run one reconcile unless another worker holds the lock; export the drift found."""
     async with stores.pg.connection() as conn:
-        cur = await conn.execute(
-            "SELECT pg_try_advisory_lock(hashtext(%s)) AS got", (RECONCILE_LOCK_KEY,)
-        )
-        row = await cur.fetchone()
-        if row is None or not row["got"]:
+        if not await locks.try_session_lock(conn, RECONCILE_LOCK):
             return None
         try:
             report = await reconcile(stores.pg, stores.search, stores.settings.search_index_prefix)
         finally:
-            await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (RECONCILE_LOCK_KEY,))
+            await locks.session_unlock(conn, RECONCILE_LOCK)
     export_drift(report)
     return report
 
 
 async def reconcile_task(stores: Stores, stop: asyncio.Event) -> None:
-    """Every RECONCILE_INTERVAL_S: compare Postgres with the index and repair."""
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), RECONCILE_INTERVAL_S)
-        if stop.is_set():
-            return
-        try:
-            await reconcile_once(stores)
-        except StoreUnavailable as exc:
-            log.warning("search.reconcile_skipped", reason=str(exc)[:200])
+    """Every RECONCILE_INTERVAL_S (the first after one interval): compare Postgres with
+    the index and repair."""
+    await run_every(
+        "search-reconcile",
+        lambda: RECONCILE_INTERVAL_S,  # read each round: tests shorten it
+        stop,
+        lambda: reconcile_once(stores),
+        wait_first=True,
+    )

@@ -44,5 +44,6 @@ def build_worker(stores: Stores) -> WorkerPlan:
         "image-renditions": partial(image_renditions.run_renditions, stores),
         "idempotency-purge": partial(idempotency_purge.run_idempotency_purge, stores),
         "etl-schedule": partial(etl_schedule.etl_schedule_task, stores),
+        "etl-requests": partial(etl_schedule.etl_requests_task, stores),
     }
     return WorkerPlan(consumers, tasks)

@@ -190,15 +190,46 @@ class EtlJob:
             if not tracking.try_lock(conn):
                 raise AlreadyRunning("an ETL run is already in progress")
             abandoned = tracking.abandon_stale_runs(conn)
-            options: dict[str, Any] = {"configuration": self.config.configuration.name}
-            if backfill:
-                options["backfill"] = [backfill[0].isoformat(), backfill[1].isoformat()]
-            run_id = tracking.start_run(conn, kind, options)
+            run_id = tracking.start_run(conn, kind, self.run_options(backfill))
         except BaseException:
             conn.close()
             raise
         log.info("etl.started", run_id=run_id, kind=kind, abandoned=abandoned)
         return RunHandle(run_id, kind, conn, backfill)
+
+    def run_options(self, backfill: tuple[datetime, datetime] | None) -> dict[str, Any]:
+        """What `etl_runs.options` records of a run: the table set, a backfill range."""
+        options: dict[str, Any] = {"configuration": self.config.configuration.name}
+        if backfill:
+            options["backfill"] = [backfill[0].isoformat(), backfill[1].isoformat()]
+        return options
+
+    def begin_requested(self) -> RunHandle | None:
+        """Start the oldest run queued through the API (etl/requests.py), if there is one
+        and no other run holds the lock; None otherwise (it waits for the next look)."""
+        conn = tracking.connect(self.config.database_url, self.config.schema)
+        try:
+            if not tracking.has_queued(conn) or not tracking.try_lock(conn):
+                conn.close()
+                return None
+            abandoned = tracking.abandon_stale_runs(conn)
+            claimed = tracking.claim_queued(conn)
+            if claimed is None:  # another worker started it between the two looks
+                conn.close()
+                return None
+        except BaseException:
+            conn.close()
+            raise
+        options = claimed["options"] or {}
+        window = options.get("backfill")
+        backfill = (
+            (datetime.fromisoformat(window[0]), datetime.fromisoformat(window[1]))
+            if window
+            else None
+        )
+        kind: Kind = claimed["kind"]
+        log.info("etl.started", run_id=claimed["id"], kind=kind, abandoned=abandoned)
+        return RunHandle(int(claimed["id"]), kind, conn, backfill)
 
     def run(
         self, kind: Kind = "incremental", backfill: tuple[datetime, datetime] | None = None

@@ -13,12 +13,13 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from etl.tables import TableSpec
+from storage import locks
 
 Conn = psycopg.Connection[dict[str, Any]]
 
 # One ETL at a time per schema, across every process: a session advisory lock that
 # Postgres releases by itself if the holder dies (kill -9 included).
-LOCK_KEY_SQL = "hashtextextended(current_schema() || ':polyshop-etl', 0)"
+LOCK_KEY_SQL = locks.KEY_SQL.replace("%s", "'etl'")
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,22 @@ def start_run(conn: Conn, kind: str, options: dict[str, Any]) -> int:
     ).fetchone()
     assert row is not None
     return int(row["id"])
+
+
+def claim_queued(conn: Conn) -> dict[str, Any] | None:
+    """Called under the lock: the oldest queued run, now marked running (None if none)."""
+    return conn.execute(
+        """UPDATE etl_runs SET status = 'running', started_at = now()
+            WHERE id = (SELECT id FROM etl_runs WHERE status = 'queued' ORDER BY id LIMIT 1)
+        RETURNING id, kind, options"""
+    ).fetchone()
+
+
+def has_queued(conn: Conn) -> bool:
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM etl_runs WHERE status = 'queued') AS q"
+    ).fetchone()
+    return bool(row and row["q"])
 
 
 def record_progress(conn: Conn, run_id: int, rows: dict[str, int], mark: Watermark) -> None:

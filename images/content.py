@@ -49,14 +49,14 @@ from images.repository import (
     product_and_ready_renditions,
     touch_product,
 )
+from storage import locks
 from storage.errors import StoreUnavailable
 
 log = structlog.get_logger()
 
 
 async def _lock_content(conn: Conn, sha256: str, *, shared: bool) -> None:
-    fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-    await conn.execute(f"SELECT {fn}(hashtextextended(%s, 0))", ("product-image:" + sha256,))
+    await locks.xact_lock(conn, "product-image:" + sha256, shared=shared)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from images.processing.process import (
 from images.repository import touch_product
 from images.service import image_blobs
 from kit.periodic import run_every
+from storage import locks
 
 log = structlog.get_logger()
 
@@ -52,12 +53,7 @@ async def make_pending_renditions(
     for candidate in candidates:
         sha = candidate["sha256"]
         async with pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0)) AS mine",
-                ("product-image-renditions:" + sha,),
-            )
-            claimed = await cur.fetchone()
-            if not claimed or not claimed["mine"]:
+            if not await locks.try_xact_lock(conn, "product-image-renditions:" + sha):
                 continue  # another worker has it
             metas = await _render_and_put(
                 blobs, sha, candidate["object_key"], candidate["format"], widths, max_pixels

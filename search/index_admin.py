@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from search.engine import SearchEngine, SearchRequestError
 from search.mapping import MAPPING_VERSION, index_mappings, index_settings
+from storage import locks
 
 log = structlog.get_logger()
 
@@ -64,7 +65,7 @@ async def ensure_alias(engine: SearchEngine, pg: PgPool, prefix: str) -> str:
     if await engine.alias_targets(alias):
         return alias
     async with pg.connection() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (alias,))
+        await locks.xact_lock(conn, "search-alias:" + alias)
         if await engine.alias_targets(alias):
             return alias
         name = new_index_name(prefix)

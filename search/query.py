@@ -8,13 +8,12 @@ hit's sort values).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import itertools
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from storage import cursor as cursors
 
 SortName = Literal["relevance", "price_asc", "price_desc", "newest", "rating"]
 SORTS: tuple[SortName, ...] = ("relevance", "price_asc", "price_desc", "newest", "rating")
@@ -45,10 +44,6 @@ _SORT_CLAUSES: dict[SortName, list[dict[str, Any]]] = {
 }
 
 
-class InvalidCursor(ValueError):
-    """The cursor is not one this API produced for this sort order."""
-
-
 @dataclass(frozen=True)
 class SearchParams:
     q: str = ""
@@ -64,29 +59,13 @@ class SearchParams:
 
 
 def encode_cursor(sort: SortName, sort_values: Sequence[Any]) -> str:
-    raw = json.dumps({"s": sort, "a": list(sort_values)}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return cursors.encode_cursor(sort, sort_values)
 
 
 def decode_cursor(cursor: str, sort: SortName) -> list[Any]:
     """The search_after values of `cursor`; InvalidCursor if it is garbage or was made
     for another sort order."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise InvalidCursor("cursor is not valid") from exc
-    if not isinstance(data, dict) or data.get("s") != sort:
-        raise InvalidCursor("cursor was made for another sort order")
-    values = data.get("a")
-    expected = len(_SORT_CLAUSES[sort])
-    if (
-        not isinstance(values, list)
-        or len(values) != expected
-        or not all(v is None or isinstance(v, int | float | str) for v in values)
-    ):
-        raise InvalidCursor("cursor is not valid")
-    return values
+    return cursors.decode_cursor(cursor, sort, len(_SORT_CLAUSES[sort]))
 
 
 def price_ranges() -> list[dict[str, Any]]:

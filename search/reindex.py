@@ -34,6 +34,7 @@ from psycopg_pool import AsyncConnectionPool
 from search.engine import SearchEngine
 from search.index_admin import alias_name, create_index, finish_bulk_load, new_index_name
 from search.sync import ROW_COLUMNS, SyncResult, apply_operations, bulk_operations
+from storage import locks
 
 log = structlog.get_logger()
 
@@ -154,19 +155,14 @@ async def reindex(
     async with pg.connection() as lock_conn:
         # one rebuild per alias at a time: a second one would swap the first one away
         async with lock_conn.transaction():
-            cur = await lock_conn.execute(
-                "SELECT pg_try_advisory_lock(hashtext(%s)) AS got", (f"search-reindex:{alias}",)
-            )
-            row = await cur.fetchone()
-        if row is None or not row["got"]:
+            got = await locks.try_session_lock(lock_conn, f"search-reindex:{alias}")
+        if not got:
             raise ReindexInProgress(alias)
         try:
             return await _reindex(pg, engine, prefix, batch_size=batch_size, replicas=replicas)
         finally:
             async with lock_conn.transaction():
-                await lock_conn.execute(
-                    "SELECT pg_advisory_unlock(hashtext(%s))", (f"search-reindex:{alias}",)
-                )
+                await locks.session_unlock(lock_conn, f"search-reindex:{alias}")
 
 
 async def _reindex(

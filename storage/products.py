@@ -19,10 +19,6 @@ AGGREGATE = "product"
 UPSERTED = "product.upserted"
 DELETED = "product.deleted"
 
-# Primary-key reads per product id in this process. Tests use it to count Postgres
-# reads behind the cache (stampede protection); it costs one dict increment.
-READS_BY_ID: collections.Counter[int] = collections.Counter()
-
 WRITABLE = (
     "sku",
     "name",
@@ -119,7 +115,6 @@ async def create(conn: AsyncConnection[Any], fields: Mapping[str, Any]) -> Produ
 
 async def get(conn: AsyncConnection[Any], product_id: int) -> Product | None:
     """The live product, or None if it does not exist or is soft-deleted."""
-    READS_BY_ID[product_id] += 1
     cur = await conn.execute(
         f"SELECT {_COLUMNS} FROM products WHERE id = %s AND deleted_at IS NULL", (product_id,)
     )

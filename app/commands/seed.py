@@ -1,4 +1,4 @@
-"""`polyshop seed`: sample data for a fresh install (see storage/seed.py)."""
+"""`polyshop seed`: sample data for a fresh install (see sampledata/shop.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from rich.progress import (
 )
 
 from app.settings import get_settings
-from storage import seed as seeding
+from sampledata import shop as seeding
 from storage.postgres import connect_kwargs
 
 

@@ -11,12 +11,11 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool
 
 from analytics import formats
-from analytics.duck import AnalyticsStore, NoSnapshot, SandboxLimits
+from analytics.duck import NoSnapshot
 from analytics.reports import REPORTS
 from analytics.sandbox import QueryResult, SandboxError, run_query
 from app.auth import AdminDep
 from app.deps import StoresDep
-from app.etl_schedule import watch_data_age
 from app.problems import NotFound, Problem, ServiceUnavailable
 from app.schemas.analytics import AnalyticsQuery, QueryResultJson, ReportOut
 from app.stores import Stores
@@ -35,15 +34,8 @@ _FORMATS_DOC = {
 }
 
 
-def _store(stores: Stores) -> AnalyticsStore:
-    s = stores.settings
-    stores.analytics.limits = SandboxLimits(s.analytics_memory_limit, s.analytics_threads)
-    watch_data_age(stores.analytics)
-    return stores.analytics
-
-
 async def _run(stores: Stores, sql: str, params: list[Any], max_rows: int) -> QueryResult:
-    store = _store(stores)
+    store = stores.analytics
     try:
         return await asyncio.to_thread(
             run_query,

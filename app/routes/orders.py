@@ -9,8 +9,6 @@ replays it. The same key with a different body is a 422. Keys are scoped to the 
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -30,11 +28,13 @@ from app.schemas.orders import MAX_ID, OrderIn, OrderOut, OrderPage, TransitionI
 from app.transaction import ReadConnectionDep, TransactionDep
 from kit.transaction import RequestTransaction
 from storage import idempotency, orders
+from storage.cursor import decode_cursor, encode_cursor
 
 router = APIRouter(tags=["orders"])
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
+_CURSOR_KIND = "orders"
 OrderId = Annotated[int, Path(ge=1, le=MAX_ID, description="order id")]
 
 
@@ -149,19 +149,19 @@ def _replay(stored: idempotency.StoredResponse) -> Response:
 
 
 def _encode_cursor(order: orders.Order) -> str:
-    raw = f"{order.created_at.isoformat()}|{order.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_cursor(_CURSOR_KIND, [order.created_at.isoformat(), order.id])
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, _, order_id = raw.partition("|")
-        parsed = (datetime.fromisoformat(created), int(order_id))
+        created, order_id = decode_cursor(cursor, _CURSOR_KIND, 2)
+        if not isinstance(created, str) or not isinstance(order_id, int):
+            raise ValueError("wrong types")
+        parsed = (datetime.fromisoformat(created), order_id)
         if parsed[0].tzinfo is None or not 1 <= parsed[1] <= MAX_ID:
             raise ValueError("out of range")
         return parsed
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+    except ValueError as exc:  # InvalidCursor is one
         raise InvalidField("cursor", "not a cursor we issued", "query") from exc
 
 

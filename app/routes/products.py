@@ -7,10 +7,7 @@ Concurrency: every response carries `ETag: "<version>"`. PATCH and DELETE honour
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import json
 import re
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -34,6 +31,7 @@ from app.stores import Stores
 from app.transaction import ReadConnectionDep, TransactionDep, postgres_errors
 from images import service as product_images
 from storage import products
+from storage.cursor import InvalidCursor, decode_cursor, encode_cursor
 from storage.errors import StoreUnavailable
 from storage.money import to_minor
 from storage.postgres import read_connection
@@ -43,6 +41,7 @@ router = APIRouter(prefix="/products", tags=["products"])
 bench_router = APIRouter(include_in_schema=False)
 
 MAX_PAGE = 200
+_CURSOR_KIND = "products"
 BIGINT_MAX = 2**63 - 1
 
 ProductId = Annotated[int, PathParam(ge=1, le=BIGINT_MAX, description="product id")]
@@ -274,20 +273,18 @@ async def list_products(
 
 
 def _encode_cursor(last_id: int) -> str:
-    raw = json.dumps({"after": last_id}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_cursor(_CURSOR_KIND, [last_id])
 
 
 def _decode_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
     try:
-        data: Any = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        after = data["after"]
-        if isinstance(after, int) and not isinstance(after, bool) and 0 <= after <= BIGINT_MAX:
-            return after
-    except (ValueError, TypeError, KeyError, binascii.Error):
-        pass
+        [after] = decode_cursor(cursor, _CURSOR_KIND, 1)
+    except InvalidCursor:
+        after = None
+    if isinstance(after, int) and 0 <= after <= BIGINT_MAX:
+        return after
     raise InvalidField("cursor", "not a cursor we issued", "query")
 
 

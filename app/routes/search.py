@@ -19,11 +19,11 @@ from search.product_search import search_products, suggest
 from search.query import (
     MAX_LIMIT,
     SUGGEST_MAX,
-    InvalidCursor,
     SearchParams,
     SortName,
     decode_cursor,
 )
+from storage.cursor import InvalidCursor
 from storage.money import to_minor
 
 router = APIRouter(prefix="/search", tags=["search"])

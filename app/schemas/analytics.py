@@ -63,7 +63,7 @@ class EtlRunIn(BaseModel):
 class EtlRunOut(BaseModel):
     id: int
     kind: str
-    status: Literal["running", "succeeded", "failed", "abandoned"]
+    status: Literal["queued", "running", "succeeded", "failed", "abandoned"]
     started_at: datetime
     finished_at: datetime | None
     duration_s: float | None

@@ -272,20 +272,35 @@ async def test_overlapping_runs_are_refused(
     assert_parity(settings)
 
 
-async def test_post_etl_runs_starts_a_run_in_the_background(
+async def test_post_etl_runs_queues_a_run_that_the_worker_starts(
     settings: Settings, stores: Stores, client: httpx.AsyncClient
 ) -> None:
+    from app.etl_schedule import etl_requests_task
+
     seed_shop(settings)
     admin = await bearer(stores, "admin")
     assert (await client.post("/etl/runs")).status_code == 401
     response = await client.post("/etl/runs", headers=admin, json={"kind": "full"})
     assert response.status_code == 202, response.text
     run = response.json()
-    assert run["status"] == "running" and run["kind"] == "full"
-    deadline = time.monotonic() + 60
-    while run["status"] == "running" and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-        run = (await client.get(f"/etl/runs/{run['id']}", headers=admin)).json()
+    assert run["status"] == "queued" and run["kind"] == "full"
+    # one request at a time: a second one while this one waits is refused
+    again = await client.post("/etl/runs", headers=admin)
+    assert again.status_code == 409, again.text
+    # nothing runs in the API: without a worker the run stays queued
+    await asyncio.sleep(0.3)
+    still = (await client.get(f"/etl/runs/{run['id']}", headers=admin)).json()
+    assert still["status"] == "queued"
+    stop = asyncio.Event()
+    worker = asyncio.create_task(etl_requests_task(stores, stop))
+    try:
+        deadline = time.monotonic() + 60
+        while run["status"] in ("queued", "running") and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            run = (await client.get(f"/etl/runs/{run['id']}", headers=admin)).json()
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 60)
     assert run["status"] == "succeeded", run
     history = (await client.get("/etl/runs", headers=admin)).json()
     assert [r["id"] for r in history["runs"]] == [run["id"]]

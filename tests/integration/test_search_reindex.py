@@ -14,6 +14,7 @@ from search.index_admin import alias_name, ensure_alias
 from search.reconcile import reconcile
 from search.reindex import ReindexInProgress, reindex
 from search.sync import bulk_operations, read_rows
+from storage import locks
 from tests.support.search import (
     consumer_for,
     delete_product,
@@ -127,13 +128,13 @@ async def test_a_second_reindex_of_the_same_alias_is_refused(stores: Stores) -> 
     prefix = stores.settings.search_index_prefix
     key = f"search-reindex:{alias_name(prefix)}"
     async with stores.pg.connection() as conn:
-        await conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+        assert await locks.try_session_lock(conn, key)
         await conn.commit()
         try:
             with pytest.raises(ReindexInProgress):
                 await reindex(stores.pg, stores.search, prefix)
         finally:
-            await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+            await locks.session_unlock(conn, key)
             await conn.commit()
     report = await reindex(stores.pg, stores.search, prefix)  # free again
     assert await stores.search.alias_targets(alias_name(prefix)) == [report.index]

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.schemas.orders import OrderIn
-from storage import idempotency, seed
+from sampledata import shop as seed
+from storage import idempotency
 from storage.money import format_minor
 from storage.orders import IllegalTransition, check_transition, merge_items
 

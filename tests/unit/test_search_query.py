@@ -8,7 +8,6 @@ import pytest
 
 from search.query import (
     MAX_LIMIT,
-    InvalidCursor,
     SearchParams,
     decode_cursor,
     encode_cursor,
@@ -17,6 +16,7 @@ from search.query import (
     search_body,
     suggest_body,
 )
+from storage.cursor import InvalidCursor
 
 
 def _walk(node: object) -> list[str]:

@@ -85,7 +85,7 @@ async def _finished_run(client: httpx.AsyncClient, lb: Deployment, run_id: int) 
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         response = await client.get(f"/etl/runs/{run_id}", headers=_admin(lb))
-        if response.status_code == 200 and response.json()["status"] != "running":
+        if response.status_code == 200 and response.json()["status"] not in ("queued", "running"):
             return str(response.json()["status"])
         await asyncio.sleep(0.5)
     raise TimeoutError(f"ETL run {run_id} still running")

@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 import psycopg
 
+from storage import locks
+
 CURRENCY = "USD"
 BATCH = 1000  # rows between progress reports
 
@@ -301,7 +303,7 @@ def seed(
     now = now or datetime.now(UTC)
     rng = random.Random(seed)
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('polyshop.seed'))")
+        conn.execute(f"SELECT pg_advisory_xact_lock({locks.KEY_SQL})", ("seed",))
         if if_empty and conn.execute("SELECT EXISTS (SELECT 1 FROM products)").fetchone() == (
             True,
         ):
