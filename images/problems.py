@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from app.problems import Problem
+from kit.problems import Problem
 
 
 class ContentTooLarge(Problem):

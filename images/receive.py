@@ -21,8 +21,8 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
-from app.problems import InvalidField, Problem
 from images.problems import ContentTooLarge, UnsupportedMediaType
+from kit.problems import InvalidField, Problem
 
 FILE_FIELD = "file"
 TEXT_FIELDS = ("alt_text", "position")

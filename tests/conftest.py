@@ -1,21 +1,13 @@
-"""Shared fixtures. Tests under tests/integration/ are marked `integration` and get real
-services; `pytest -m "not integration"` needs none."""
+"""Shared by every test: tests under tests/integration/ are marked `integration` (their
+fixtures, which start the app and reach the real services, are in
+tests/integration/conftest.py); `pytest -m "not integration"` or `pytest tests/unit`
+needs no service and imports no part of the app it does not test."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
-
-from app.main import create_app
-from app.settings import Settings
-from app.stores import Stores, open_stores
-from tests.support.isolation import isolated_settings, isolated_stores
-from tests.support.services import service_urls
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 
@@ -24,37 +16,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION_DIR in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
-
-
-@pytest.fixture(scope="session")
-def service_env() -> Iterator[dict[str, str]]:
-    """POLYSHOP_* variables of the real services for this test session."""
-    with service_urls() as (_origin, env):
-        yield env
-
-
-@pytest.fixture
-async def settings(service_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Settings]:
-    """Settings for one test: its own schema (migrated), key prefix, indices, bucket."""
-    async with isolated_stores(isolated_settings(service_env, tmp_path)) as s:
-        yield s
-
-
-@pytest.fixture
-async def stores(settings: Settings) -> AsyncIterator[Stores]:
-    async with open_stores(settings, application_name="polyshop-test") as s:
-        yield s
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
-    async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30):
-        yield application
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://polyshop.test") as c:
-        yield c

@@ -30,12 +30,14 @@ DEAD = {
 
 @pytest.mark.parametrize("task", [run_renditions, run_image_gc], ids=["renditions", "gc"])
 async def test_job_survives_postgres_outage(task: Job, tmp_path: Path) -> None:
-    settings = isolated_settings(DEAD, tmp_path, image_renditions_poll_s=0.2)
+    settings = isolated_settings(
+        DEAD, tmp_path, image_renditions_poll_s=0.2, database_pool_timeout_s=0.3
+    )
     stop = asyncio.Event()
     stores: Stores
     async with open_stores(settings) as stores:
         running: asyncio.Future[None] = asyncio.ensure_future(task(stores, stop))
-        await asyncio.sleep(6)  # longer than the pool's 5 s connection timeout
+        await asyncio.sleep(1.0)  # a few of the pool's 0.3 s connection timeouts
         assert not running.done(), running.exception() if running.done() else None
         stop.set()
         await asyncio.wait_for(running, timeout=30)

@@ -1,0 +1,60 @@
+"""Fixtures of the integration tests: real services, one isolated schema, Redis prefix,
+index prefix, bucket and DuckDB file per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+
+from app.main import create_app
+from app.settings import Settings
+from app.stores import Stores, open_stores
+from tests.support.isolation import isolated_settings, isolated_stores
+from tests.support.services import service_urls
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The property-based plugins left out of unit runs (pyproject addopts): the API
+    fuzzing (test_fuzz_api.py) needs them."""
+    for plugin in ("_hypothesis_pytestplugin", "schemathesis.pytest.plugin"):
+        if not config.pluginmanager.has_plugin(plugin):
+            config.pluginmanager.import_plugin(plugin)
+
+
+@pytest.fixture(scope="session")
+def service_env() -> Iterator[dict[str, str]]:
+    """POLYSHOP_* variables of the real services for this test session."""
+    with service_urls() as (_origin, env):
+        yield env
+
+
+@pytest.fixture
+async def settings(service_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Settings]:
+    """Settings for one test: its own schema (migrated), key prefix, indices, bucket."""
+    async with isolated_stores(isolated_settings(service_env, tmp_path)) as s:
+        yield s
+
+
+@pytest.fixture
+async def stores(settings: Settings) -> AsyncIterator[Stores]:
+    async with open_stores(settings, application_name="polyshop-test") as s:
+        yield s
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://polyshop.test") as c:
+        yield c
