@@ -3,7 +3,6 @@ in the caller's transaction, so derived stores (cache, search) follow the row ex
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime

@@ -3,9 +3,8 @@ read-your-writes under races, stampede protection, Redis outages."""
 
 from __future__ import annotations
 
-import collections
-
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import AsyncIterator
