@@ -45,7 +45,7 @@ from images.repository import (
     LOCK_PRODUCT,
     ProductNotFound,
     SavedImage,
-    image_row,
+    fetch_images,
     product_and_ready_renditions,
     touch_product,
 )
@@ -160,7 +160,8 @@ async def save_image_in(
         locked = await conn.execute(LOCK_PRODUCT, (product_id,))
         if await locked.fetchone() is None:
             raise ProductNotFound(product_id)  # deleted meanwhile: nothing is kept
-        cur = await conn.execute(
+        inserted = await fetch_images(
+            conn,
             f"""
             INSERT INTO product_images (product_id, sha256, object_key, format, width,
                 height, bytes, position, alt_text, renditions, renditions_pending)
@@ -186,17 +187,16 @@ async def save_image_in(
                 "pending": pending,
             },
         )
-        inserted = await cur.fetchone()
-        if inserted is not None:
-            result = SavedImage(image_row(inserted), True, await touch_product(conn, product_id))
+        if inserted:
+            result = SavedImage(inserted[0], True, await touch_product(conn, product_id))
         else:
-            cur = await conn.execute(
+            existing = await fetch_images(
+                conn,
                 f"SELECT {COLUMNS} FROM product_images WHERE product_id = %s AND sha256 = %s",
                 (product_id, sha),
             )
-            existing = await cur.fetchone()
-            assert existing is not None  # the conflicting row, locked by the conflict
-            result = SavedImage(image_row(existing), False, None)
+            assert existing  # the conflicting row, locked by the conflict
+            result = SavedImage(existing[0], False, None)
     finally:
         if timings is not None:
             timings["store"] = time.perf_counter() - started

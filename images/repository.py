@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any
 
 import structlog
+from psycopg.rows import class_row
 
 from images.context import Conn
 from images.processing.process import (
@@ -19,11 +21,6 @@ from storage.products import UPSERTED, emit_event
 log = structlog.get_logger()
 
 CONTENT_TYPE_BY_NAME: dict[str, str] = {str(k): v for k, v in CONTENT_TYPES.items()}
-
-COLUMNS = (
-    "id, product_id, sha256, object_key, format, width, height, bytes, position,"
-    " alt_text, renditions, renditions_pending, created_at"
-)
 
 
 class ProductNotFound(Exception):
@@ -58,8 +55,17 @@ class SavedImage:
     product_version: int | None  # the product's new version when the image was added
 
 
-def image_row(r: dict[str, Any]) -> ImageRow:
-    return ImageRow(**{k: r[k] for k in ImageRow.__dataclass_fields__})
+# The row's shape is declared once, by the dataclass: the columns queries return and
+# the row factory that builds it come from it.
+COLUMNS = ", ".join(f.name for f in dataclass_fields(ImageRow))
+_AS_IMAGE = class_row(ImageRow)
+
+
+async def fetch_images(conn: Conn, query: str, params: Any) -> list[ImageRow]:
+    """The image rows a query over `product_images` returns (it selects COLUMNS)."""
+    cur = conn.cursor(row_factory=_AS_IMAGE)
+    await cur.execute(query, params)
+    return await cur.fetchall()
 
 
 PRODUCT_EXISTS = "SELECT 1 FROM products WHERE id = %s AND deleted_at IS NULL"
@@ -72,21 +78,22 @@ async def product_exists(conn: Conn, product_id: int) -> bool:
 
 
 async def list_images(conn: Conn, product_id: int) -> list[ImageRow]:
-    cur = await conn.execute(
+    return await fetch_images(
+        conn,
         f"SELECT {COLUMNS} FROM product_images WHERE product_id = %s ORDER BY position, id",
         (product_id,),
     )
-    return [image_row(r) for r in await cur.fetchall()]
 
 
 async def primary_images(conn: Conn, product_ids: Sequence[int]) -> dict[int, ImageRow]:
     """The primary (lowest position) image of each product that has one."""
-    cur = await conn.execute(
+    rows = await fetch_images(
+        conn,
         f"SELECT DISTINCT ON (product_id) {COLUMNS} FROM product_images"
         " WHERE product_id = ANY(%s) ORDER BY product_id, position, id",
         (list(product_ids),),
     )
-    return {r["product_id"]: image_row(r) for r in await cur.fetchall()}
+    return {row.product_id: row for row in rows}
 
 
 async def touch_product(conn: Conn, product_id: int) -> int | None:

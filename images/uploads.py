@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
+from psycopg.rows import class_row
 
 from images.blobs import (
     incoming_key,
@@ -33,6 +34,9 @@ def new_upload_id() -> uuid.UUID:
     return uuid.uuid4()
 
 
+_AS_UPLOAD = class_row(Upload)
+
+
 async def create_upload(
     conn: Conn,
     product_id: int,
@@ -43,7 +47,8 @@ async def create_upload(
     expiry_s: int,
     s3_upload_id: str | None = None,
 ) -> Upload:
-    cur = await conn.execute(
+    cur = conn.cursor(row_factory=_AS_UPLOAD)
+    await cur.execute(
         """
         INSERT INTO product_image_uploads (id, product_id, object_key, alt_text, position,
             expires_at, s3_upload_id)
@@ -62,15 +67,16 @@ async def create_upload(
             "s3": s3_upload_id,
         },
     )
-    row = await cur.fetchone()
-    if row is None:
+    upload = await cur.fetchone()
+    if upload is None:
         raise ProductNotFound(product_id)
-    return Upload(**row)
+    return upload
 
 
 async def lock_upload(conn: Conn, product_id: int, upload_id: uuid.UUID) -> Upload | None:
     """The live upload, locked for this transaction (a second completion waits)."""
-    cur = await conn.execute(
+    cur = conn.cursor(row_factory=_AS_UPLOAD)
+    await cur.execute(
         """
         SELECT id, product_id, object_key, alt_text, position, expires_at, s3_upload_id
           FROM product_image_uploads
@@ -79,8 +85,7 @@ async def lock_upload(conn: Conn, product_id: int, upload_id: uuid.UUID) -> Uplo
         """,
         (upload_id, product_id),
     )
-    row = await cur.fetchone()
-    return Upload(**row) if row else None
+    return await cur.fetchone()
 
 
 async def delete_upload(conn: Conn, upload_id: uuid.UUID) -> None:

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
+from psycopg.rows import class_row
 
 from search.consumer import CONSUMER_NAME
 from storage import outbox
@@ -27,7 +28,8 @@ class DeadLetter:
 async def list_dead_letters(
     conn: AsyncConnection[dict[str, Any]], *, consumer: str = CONSUMER_NAME, limit: int = 100
 ) -> list[DeadLetter]:
-    cur = await conn.execute(
+    cur = conn.cursor(row_factory=class_row(DeadLetter))
+    await cur.execute(
         """
         SELECT d.event_id, o.aggregate, o.aggregate_id, o.event_type, o.version,
                d.attempts, d.last_error, d.failed_at
@@ -38,7 +40,7 @@ async def list_dead_letters(
         """,
         (consumer, limit),
     )
-    return [DeadLetter(**row) for row in await cur.fetchall()]
+    return await cur.fetchall()
 
 
 async def replay(conn: AsyncConnection[dict[str, Any]], *, consumer: str = CONSUMER_NAME) -> int:

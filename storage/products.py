@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection, errors, sql
+from psycopg import AsyncConnection, AsyncCursor, errors, sql
+from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from storage import outbox
@@ -17,24 +19,6 @@ from storage.errors import StorageError
 AGGREGATE = "product"
 UPSERTED = "product.upserted"
 DELETED = "product.deleted"
-
-WRITABLE = (
-    "sku",
-    "name",
-    "description",
-    "brand",
-    "category",
-    "price_minor",
-    "currency",
-    "stock",
-    "attributes",
-    "status",
-)
-
-_COLUMNS = (
-    "id, sku, name, description, brand, category, price_minor, currency, stock,"
-    " attributes, status, version, created_at, updated_at"
-)
 
 
 class ProductNotFound(StorageError):
@@ -86,8 +70,24 @@ class ProductFilter:
     status: str | None = None
 
 
-def _product(row: Mapping[str, Any]) -> Product:
-    return Product(**{k: row[k] for k in Product.__dataclass_fields__})
+# The product's shape is declared once, by the dataclass: the columns every query
+# returns and the row factory that builds it both come from it.
+_COLUMNS = ", ".join(f.name for f in dataclass_fields(Product))
+# what a client may set; the rest the database assigns
+WRITABLE = tuple(
+    f.name
+    for f in dataclass_fields(Product)
+    if f.name not in {"id", "version", "created_at", "updated_at"}
+)
+_AS_PRODUCT = class_row(Product)
+
+
+async def _query(
+    conn: AsyncConnection[Any], query: sql.Composable | str, params: Any
+) -> AsyncCursor[Product]:
+    cur = conn.cursor(row_factory=_AS_PRODUCT)
+    await cur.execute(query, params)  # type: ignore[arg-type]
+    return cur
 
 
 async def create(conn: AsyncConnection[Any], fields: Mapping[str, Any]) -> Product:
@@ -102,23 +102,21 @@ async def create(conn: AsyncConnection[Any], fields: Mapping[str, Any]) -> Produ
     )
     try:
         async with conn.transaction():  # a savepoint: the caller's transaction survives a 409
-            cur = await conn.execute(query, values)
+            cur = await _query(conn, query, values)
     except errors.UniqueViolation as exc:
         raise DuplicateSku(str(fields.get("sku"))) from exc
-    row = await cur.fetchone()
-    assert row is not None
-    product = _product(row)
+    product = await cur.fetchone()
+    assert product is not None
     await emit_event(conn, product.id, UPSERTED, product.version)
     return product
 
 
 async def get(conn: AsyncConnection[Any], product_id: int) -> Product | None:
     """The live product, or None if it does not exist or is soft-deleted."""
-    cur = await conn.execute(
-        f"SELECT {_COLUMNS} FROM products WHERE id = %s AND deleted_at IS NULL", (product_id,)
+    cur = await _query(
+        conn, f"SELECT {_COLUMNS} FROM products WHERE id = %s AND deleted_at IS NULL", (product_id,)
     )
-    row = await cur.fetchone()
-    return _product(row) if row else None
+    return await cur.fetchone()
 
 
 async def update(
@@ -148,13 +146,12 @@ async def update(
     params = {**values, "id": product_id, "expected": expected_version}
     try:
         async with conn.transaction():
-            cur = await conn.execute(query, params)
+            cur = await _query(conn, query, params)
     except errors.UniqueViolation as exc:
         raise DuplicateSku(str(changes.get("sku"))) from exc
-    row = await cur.fetchone()
-    if row is None:
+    product = await cur.fetchone()
+    if product is None:
         raise await _why_not_written(conn, product_id, expected_version)
-    product = _product(row)
     await emit_event(conn, product.id, UPSERTED, product.version)
     return product
 
@@ -206,12 +203,13 @@ async def list_page(
     if where.status is not None:
         clauses.append("status = %(status)s")
         params["status"] = where.status
-    cur = await conn.execute(
+    cur = await _query(
+        conn,
         f"SELECT {_COLUMNS} FROM products WHERE {' AND '.join(clauses)}"
         " ORDER BY id LIMIT %(limit)s",
         params,
     )
-    return [_product(r) for r in await cur.fetchall()]
+    return await cur.fetchall()
 
 
 async def _why_not_written(

@@ -18,14 +18,6 @@ from tests.support.isolation import isolated_settings, isolated_stores
 from tests.support.services import service_urls
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """The property-based plugins left out of unit runs (pyproject addopts): the API
-    fuzzing (test_fuzz_api.py) needs them."""
-    for plugin in ("_hypothesis_pytestplugin", "schemathesis.pytest.plugin"):
-        if not config.pluginmanager.has_plugin(plugin):
-            config.pluginmanager.import_plugin(plugin)
-
-
 @pytest.fixture(scope="session")
 def service_env() -> Iterator[dict[str, str]]:
     """POLYSHOP_* variables of the real services for this test session."""
