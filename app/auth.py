@@ -35,10 +35,13 @@ async def get_principal(
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("missing bearer API key", headers=_CHALLENGE)
-    async with read_connection(stores.pg) as conn:
-        principal = await api_keys.lookup(
-            conn, pepper=stores.settings.api_key_pepper.get_secret_value(), key=key.strip()
-        )
+    key_hash = api_keys.hash_key(stores.settings.api_key_pepper.get_secret_value(), key.strip())
+    principal = stores.api_keys.get(key_hash)  # valid lately, and no revocation since
+    if principal is None:
+        async with read_connection(stores.pg) as conn:
+            principal = await api_keys.lookup_hash(conn, key_hash)
+        if principal is not None:
+            stores.api_keys.put(key_hash, principal)
     if principal is None:
         raise Unauthorized("invalid or revoked API key", headers=_CHALLENGE)
     return principal

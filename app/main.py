@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
 from app.etl_schedule import watch_data_age
+from app.key_revocations import watching_key_revocations
 from app.logging import configure_logging
 from app.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from app.middleware import install_middleware
@@ -40,7 +41,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with stores_factory(settings) as stores:
+        async with stores_factory(settings) as stores, watching_key_revocations(stores):
             app.state.stores = stores
             watch_data_age(stores.analytics)  # the gauge reads the store at scrape time
             yield

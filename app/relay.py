@@ -18,7 +18,6 @@ from collections.abc import Sequence
 
 import psycopg
 import structlog
-from psycopg import sql
 
 from app.logging import request_ids
 from app.metrics import (
@@ -30,6 +29,7 @@ from app.metrics import (
 )
 from app.stores import Stores
 from storage import outbox
+from storage.listen import listen
 from storage.outbox import Consumer
 from storage.postgres import connect_kwargs
 
@@ -133,26 +133,23 @@ class Relay:
             application_name="polyshop-relay-listen",
             statement_timeout_ms=s.database_statement_timeout_ms,
         )
-        while not stop.is_set():
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    s.database_url, autocommit=True, **kwargs
-                ) as conn:
-                    await conn.execute(
-                        sql.SQL("LISTEN {}").format(sql.Identifier(outbox.NOTIFY_CHANNEL))
-                    )
-                    self.listening.set()
-                    wake.set()  # events may have committed while nobody listened
-                    async for notify in conn.notifies():
-                        # One channel for every schema of the database: only ours wakes us.
-                        if notify.payload == s.database_schema:
-                            wake.set()
-            except psycopg.Error as exc:
-                log.warning("outbox.listen_lost", error=str(exc)[:200])
-            finally:
+
+        def listening(state: bool) -> None:
+            if state:
+                self.listening.set()
+            else:
                 self.listening.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), LISTEN_RETRY_S)
+
+        await listen(
+            s.database_url,
+            outbox.NOTIFY_CHANNEL,
+            schema=s.database_schema,
+            connect_kwargs=kwargs,
+            on_notify=wake.set,  # events may have committed while nobody listened
+            on_listening=listening,
+            stop=stop,
+            retry_s=LISTEN_RETRY_S,
+        )
 
 
 async def _first_of(wake: asyncio.Event, stop: asyncio.Event, *, poll_s: float) -> None:

@@ -193,6 +193,12 @@ class Settings(BaseSettings):
     api_key_pepper: SecretStr = Field(
         SecretStr(DEV_KEY_PEPPER), description="HMAC key for stored API-key hashes"
     )
+    api_key_cache_ttl_s: float = Field(
+        10.0,
+        ge=0,
+        description="valid keys are kept in memory this long at most (a revocation reaches"
+        " every replica at once by NOTIFY, and within this bound in any case); 0: off",
+    )
 
     @model_validator(mode="after")
     def _two_decimal_currencies(self) -> Settings:

@@ -18,6 +18,7 @@ from app.metrics import CACHE_BREAKER_STATE, CACHE_REQUESTS
 from app.settings import Settings
 from search.engine import SearchEngine, create_search_engine
 from storage import outbox, products
+from storage.api_keys import ApiKeyCache
 from storage.blobs import create_minio
 from storage.cache import create_redis
 from storage.postgres import create_pool, read_connection
@@ -45,6 +46,7 @@ class Stores:
     blobs: Minio
     analytics: AnalyticsStore
     product_cache: ProductCache
+    api_keys: ApiKeyCache
 
 
 def _count_cache_result(result: CacheResult) -> None:
@@ -117,7 +119,8 @@ async def open_stores(
         SandboxLimits(settings.analytics_memory_limit, settings.analytics_threads),
     )
     cache = create_product_cache(settings, pg, redis)
-    stores = Stores(settings, pg, redis, search, blobs, analytics, cache)
+    keys = ApiKeyCache(settings.api_key_cache_ttl_s)
+    stores = Stores(settings, pg, redis, search, blobs, analytics, cache, keys)
     log.info("stores.opened", search_engine=settings.search_engine, schema=settings.database_schema)
     try:
         yield stores

@@ -15,15 +15,27 @@ from asgi_lifespan import LifespanManager
 from app.main import create_app
 from app.settings import Settings
 from app.stores import Stores
+from storage.api_keys import ApiKeyCache
 
 
 def _settings(tmp_path: Path) -> Settings:
-    return Settings(duckdb_path=tmp_path / "copy.duckdb")
+    # nothing listens at port 1: the key-revocation listener just retries
+    return Settings(
+        duckdb_path=tmp_path / "copy.duckdb", database_url="postgresql://x@127.0.0.1:1/x"
+    )
 
 
 async def test_create_app_opens_and_closes_the_stores_it_is_given(tmp_path: Path) -> None:
     events: list[str] = []
-    fake = cast(Stores, SimpleNamespace(analytics=SimpleNamespace(data_age_s=lambda: 0.0)))
+    settings = _settings(tmp_path)
+    fake = cast(
+        Stores,
+        SimpleNamespace(
+            settings=settings,
+            api_keys=ApiKeyCache(ttl_s=10),
+            analytics=SimpleNamespace(data_age_s=lambda: 0.0),
+        ),
+    )
 
     @contextlib.asynccontextmanager
     async def fake_stores(settings: Settings) -> AsyncIterator[Stores]:
@@ -31,7 +43,7 @@ async def test_create_app_opens_and_closes_the_stores_it_is_given(tmp_path: Path
         yield fake
         events.append("closed")
 
-    app = create_app(_settings(tmp_path), stores_factory=fake_stores)
+    app = create_app(settings, stores_factory=fake_stores)
     async with LifespanManager(app):
         assert app.state.stores is fake
         transport = httpx.ASGITransport(app=app)
