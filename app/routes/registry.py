@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.routes import analytics, etl, images, orders, products, search
+from web.router import router as web_router
 
 ROUTERS: list[APIRouter] = [
     products.router,
@@ -14,4 +15,5 @@ ROUTERS: list[APIRouter] = [
     search.router,
     analytics.router,
     etl.router,
+    web_router,  # the web pages (web/): HTML for people, over the same stores
 ]

@@ -1,0 +1,12 @@
+"""Every web route in one router, for the app to include (`app/routes/registry.py`)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from web import media, static
+from web.routes import signin, storefront
+
+router = APIRouter(include_in_schema=False)
+for _sub in (static.router, media.router, signin.router, storefront.router):
+    router.include_router(_sub)
