@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from web import media, static
-from web.routes import signin, storefront
+from web.routes import signin, storefront, warehouse
 
 router = APIRouter(include_in_schema=False)
-for _sub in (static.router, media.router, signin.router, storefront.router):
+for _sub in (static.router, media.router, signin.router, storefront.router, warehouse.router):
     router.include_router(_sub)
