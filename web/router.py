@@ -5,8 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from web import media, static
-from web.routes import signin, storefront, warehouse
+from web.routes import admin_products, signin, storefront, warehouse
 
 router = APIRouter(include_in_schema=False)
-for _sub in (static.router, media.router, signin.router, storefront.router, warehouse.router):
+for _sub in (
+    static.router,
+    media.router,
+    signin.router,
+    storefront.router,
+    warehouse.router,
+    admin_products.router,
+):
     router.include_router(_sub)

@@ -41,8 +41,13 @@ async def warehouse(page: PageDep, status: str = Query("open", max_length=20)) -
     status = _status(status)
     return page.render(
         "staff/warehouse.html",
-        {"orders": await _queue(page, status), "status": status, "filters": FILTERS,
-         "next_step": NEXT_STEP, "poll_s": POLL_S},
+        {
+            "orders": await _queue(page, status),
+            "status": status,
+            "filters": FILTERS,
+            "next_step": NEXT_STEP,
+            "poll_s": POLL_S,
+        },
     )
 
 
@@ -53,8 +58,12 @@ async def queue_fragment(page: PageDep, status: str = Query("open", max_length=2
     status = _status(status)
     return page.render(
         "staff/_queue.html",
-        {"orders": await _queue(page, status), "status": status, "next_step": NEXT_STEP,
-         "poll_s": POLL_S},
+        {
+            "orders": await _queue(page, status),
+            "status": status,
+            "next_step": NEXT_STEP,
+            "poll_s": POLL_S,
+        },
     )
 
 

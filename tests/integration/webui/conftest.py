@@ -121,7 +121,8 @@ async def web(browser_context: BrowserContext, live_url: str) -> AsyncIterator[W
 
     def record(request: Request) -> None:
         url = request.url
-        if not (url.startswith(live_url + "/") or url == live_url or url.startswith("data:")):
+        # blob: URLs of this origin are the upload preview (the file never left the page)
+        if not url.startswith((live_url + "/", f"blob:{live_url}/", "data:")):
             w.foreign.append(url)
 
     browser_context.on("request", record)
