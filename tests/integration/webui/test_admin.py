@@ -3,6 +3,8 @@ overwrite), field errors, an image upload with preview seen on the storefront, d
 
 from __future__ import annotations
 
+from playwright.async_api import FilePayload
+
 from app.stores import Stores
 from storage import products
 from tests.integration.webui import data
@@ -51,14 +53,14 @@ async def test_admin_uploads_an_image_and_the_storefront_shows_it(stores: Stores
 
     # not an image: the error shows next to the file field
     await page.get_by_label("Image (JPEG, PNG or WebP)").set_input_files(
-        files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"<b>not</b> an image"}]
+        files=FilePayload(name="notes.png", mimeType="image/png", buffer=b"<b>not</b> an image")
     )
     await page.get_by_role("button", name="Upload").click()
     await page.locator("#file-error:not(:empty)").wait_for()
     assert "not a JPEG, PNG or WebP" in await page.locator("#file-error").inner_text()
 
     await page.get_by_label("Image (JPEG, PNG or WebP)").set_input_files(
-        files=[{"name": "planter.png", "mimeType": "image/png", "buffer": data.png((30, 60, 200))}]
+        files=FilePayload(name="planter.png", mimeType="image/png", buffer=data.png((30, 60, 200)))
     )
     assert await page.locator("[data-preview]").is_visible()
     await page.get_by_label("Description of the image (alt text)").fill("A blue planter")
