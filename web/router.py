@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from web import media, static
-from web.routes import admin_products, signin, storefront, warehouse
+from web.routes import admin_ops, admin_products, console, signin, storefront, warehouse
 
 router = APIRouter(include_in_schema=False)
 for _sub in (
@@ -15,5 +15,7 @@ for _sub in (
     storefront.router,
     warehouse.router,
     admin_products.router,
+    admin_ops.router,
+    console.router,
 ):
     router.include_router(_sub)

@@ -2,7 +2,7 @@
 import { build } from "esbuild";
 
 await build({
-  entryPoints: ["src/app.js"],
+  entryPoints: ["src/app.js", "src/console.js"],
   bundle: true,
   minify: true,
   format: "iife",
