@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pyarrow as pa
 from starlette.datastructures import FormData
@@ -39,7 +40,7 @@ def test_next_is_only_a_path_on_this_site() -> None:
 
 
 def test_ticked_price_buckets_make_one_covering_range() -> None:
-    buckets = [
+    buckets: list[dict[str, Any]] = [
         {"key": "*-2500", "from_minor": None, "to_minor": 2500},
         {"key": "2500-5000", "from_minor": 2500, "to_minor": 5000},
         {"key": "10000-*", "from_minor": 10000, "to_minor": None},
