@@ -11,7 +11,7 @@ UV_VERSION := 0.13.9
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PYTEST_ARGS ?=
 
-.PHONY: help install stack-up stack-down stack-status test lint format run stop
+.PHONY: help install web-assets chromium stack-up stack-down stack-status test lint format run stop
 
 help:
 	@echo "make install | run | stop | test | lint | format | stack-up | stack-down | stack-status"
@@ -21,6 +21,19 @@ install:
 	  || python3 -m pip install --quiet "uv==$(UV_VERSION)" \
 	  || python3 -m pip install --quiet --break-system-packages "uv==$(UV_VERSION)"
 	$(UV) sync --frozen
+	$(MAKE) --no-print-directory web-assets chromium
+
+# The web pages' JS/CSS: npm packages pinned by web/assets/package-lock.json, bundled by
+# esbuild into web/static/dist (git-ignored; about a second).
+web-assets:
+	cd web/assets && npm ci --no-audit --no-fund --loglevel=error && node build.mjs
+
+# Debian's Chromium for the browser tests (tests/integration/webui); Playwright drives it,
+# never `playwright install` (no browser downloads here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] \
+	  && { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; } \
+	  || echo "install Debian's chromium (apt-get install --no-install-recommends chromium) for the browser tests"; }
 
 stack-up: install
 	$(UV) run python -m devstack up

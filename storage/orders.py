@@ -365,3 +365,15 @@ async def _emit_stock_change(
     await products.emit_event(
         conn, product_id, products.UPSERTED, row["version"], {"stock": row["stock"], "cause": cause}
     )
+
+
+async def queue(conn: AsyncConnection[Any], *, statuses: Sequence[str], limit: int) -> list[Order]:
+    """Orders in one of `statuses`, oldest first: the warehouse's work queue."""
+    cur = await conn.execute(
+        "SELECT id, customer_id, status, currency, total_minor, version, created_at, updated_at"
+        " FROM orders WHERE status = ANY(%s) ORDER BY created_at, id LIMIT %s",
+        (list(statuses), limit),
+    )
+    rows = [_dict(cur, r) for r in await cur.fetchall()]
+    lines = await _lines(conn, [r["id"] for r in rows if r is not None])
+    return [_order(r, lines.get(r["id"], [])) for r in rows if r is not None]

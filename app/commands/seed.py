@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 import psycopg
@@ -17,9 +18,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from app.settings import get_settings
+from app.settings import Settings, get_settings
+from app.stores import create_blob_client
+from images.blobs import ImageBlobs
+from sampledata import images as seed_images
 from sampledata import shop as seeding
-from storage.postgres import connect_kwargs
+from storage.postgres import connect_kwargs, create_pool
 
 
 class _RichProgress:
@@ -44,6 +48,9 @@ def seed(
         bool, typer.Option("--if-empty", help="do nothing if there are products already")
     ] = False,
     seed: Annotated[int, typer.Option(help="random seed: the same seed, the same data")] = 42,
+    images: Annotated[
+        int, typer.Option(min=0, help="products that get a picture (uploaded into MinIO)")
+    ] = 500,
 ) -> None:
     """Load a realistic sample catalog, customers and a year of orders.
 
@@ -81,8 +88,30 @@ def seed(
         )
     if result.skipped:
         typer.echo("products exist already: nothing seeded (--if-empty)")
-        return
-    typer.echo(
-        f"seeded {result.products} products, {result.customers} customers,"
-        f" {result.orders} orders ({result.order_lines} lines) into {settings.database_schema}"
+    else:
+        typer.echo(
+            f"seeded {result.products} products, {result.customers} customers,"
+            f" {result.orders} orders ({result.order_lines} lines) into"
+            f" {settings.database_schema}"
+        )
+    if images:  # also after --if-empty: products still without a picture get one
+        pictured = asyncio.run(_seed_images(settings, images))
+        typer.echo(f"gave {pictured} products a picture")
+
+
+async def _seed_images(settings: Settings, limit: int) -> int:
+    pool = await create_pool(
+        settings.database_url, schema=settings.database_schema, application_name="polyshop-seed"
     )
+    try:
+        blobs = ImageBlobs(create_blob_client(settings), settings.s3_bucket)
+        await blobs.ensure_bucket()
+        return await seed_images.attach(
+            pool,
+            blobs,
+            limit=limit,
+            rendition_widths=settings.image_rendition_widths,
+            max_pixels=settings.image_max_pixels,
+        )
+    finally:
+        await pool.close()

@@ -10,6 +10,7 @@ from app.deps import stores_dependency
 from app.routes import analytics, etl, orders, products, search
 from app.transaction import read_connection_dependency, request_transaction
 from images.routes import build_router as image_router
+from web.router import router as web_router
 
 
 def feature_routers() -> list[APIRouter]:
@@ -26,4 +27,5 @@ def feature_routers() -> list[APIRouter]:
         search.router,
         analytics.router,
         etl.router,
+        web_router,  # the web pages (web/): HTML for people, over the same stores
     ]

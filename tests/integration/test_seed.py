@@ -40,7 +40,18 @@ async def scalar(stores: Stores, sql: str) -> Any:
 
 
 async def test_seed_makes_consistent_data_once(settings: Settings, stores: Stores) -> None:
-    args = ("--products", "500", "--customers", "50", "--orders", "300", "--if-empty")
+    # --images 0: this checks the COPY load alone (pictures bump versions, emit events)
+    args = (
+        "--products",
+        "500",
+        "--customers",
+        "50",
+        "--orders",
+        "300",
+        "--if-empty",
+        "--images",
+        "0",
+    )
     result = await run_seed(settings, *args)
     assert result.exit_code == 0, result.output
     assert "seeded 500 products" in result.stdout
@@ -110,6 +121,7 @@ async def test_seeded_history_is_served_by_the_api(settings: Settings, stores: S
 
     result = await run_seed(settings, "--products", "50", "--customers", "5", "--orders", "40")
     assert result.exit_code == 0, result.output
+    assert "gave 50 products a picture" in result.stdout
     headers = await bearer(stores, "warehouse")
     app = create_app(settings)
     async with LifespanManager(app):

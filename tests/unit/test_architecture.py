@@ -23,7 +23,8 @@ ALLOWED: dict[str, set[str]] = {
     "images": {"kit", "storage"},
     "search": {"kit", "storage", "analytics"},
     "etl": {"kit", "storage", "analytics"},
-    "sampledata": {"storage"},
+    "sampledata": {"storage", "images", "kit"},
+    "web": {"kit", "storage", "search", "analytics", "etl", "images"},
     "devstack": set(),
 }
 PACKAGES = {*ALLOWED, "app"}

@@ -1,0 +1,111 @@
+"""What the pages need from the process: its stores and settings, typed structurally.
+
+The app keeps its `Stores` on `app.state.stores`; web/ must not import `app/`, so these
+protocols name only the attributes the pages use (the app's dataclass satisfies them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from fastapi import Request
+from minio import Minio
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+from pydantic import SecretStr
+from redis.asyncio import Redis
+
+from analytics.duck import AnalyticsStore
+from images.blobs import ImageBlobs
+from search.engine import SearchEngine
+from search.index_admin import alias_name
+from storage.product_cache import ProductCache
+
+Conn = AsyncConnection[dict[str, Any]]
+
+
+class WebSettings(Protocol):
+    @property
+    def environment(self) -> str: ...
+    @property
+    def redis_prefix(self) -> str: ...
+    @property
+    def search_index_prefix(self) -> str: ...
+    @property
+    def api_key_pepper(self) -> SecretStr: ...
+    @property
+    def s3_bucket(self) -> str: ...
+    @property
+    def image_max_bytes(self) -> int: ...
+    @property
+    def image_max_pixels(self) -> int: ...
+    @property
+    def image_rendition_widths(self) -> list[int]: ...
+    @property
+    def image_renditions(self) -> str: ...
+    @property
+    def currencies(self) -> Sequence[str]: ...
+    @property
+    def cache_ttl_s(self) -> int: ...
+    @property
+    def duckdb_path(self) -> Path: ...
+    @property
+    def database_url(self) -> str: ...
+    @property
+    def database_schema(self) -> str: ...
+    @property
+    def etl_tables(self) -> str: ...
+    @property
+    def etl_snapshot_grace_s(self) -> float: ...
+    @property
+    def etl_threads(self) -> int: ...
+    @property
+    def etl_memory_limit(self) -> str: ...
+    @property
+    def analytics_query_timeout_s(self) -> float: ...
+    @property
+    def analytics_max_rows(self) -> int: ...
+
+
+class WebStores(Protocol):
+    @property
+    def settings(self) -> WebSettings: ...
+    @property
+    def pg(self) -> AsyncConnectionPool[Conn]: ...
+    @property
+    def redis(self) -> Redis: ...
+    @property
+    def search(self) -> SearchEngine: ...
+    @property
+    def blobs(self) -> Minio: ...
+    @property
+    def analytics(self) -> AnalyticsStore: ...
+    @property
+    def product_cache(self) -> ProductCache: ...
+
+
+def get_stores(request: Request) -> WebStores:
+    stores: WebStores = request.app.state.stores
+    return stores
+
+
+async def stores_dependency(request: Request) -> WebStores:
+    return get_stores(request)
+
+
+def search_index(stores: WebStores) -> str:
+    return alias_name(stores.settings.search_index_prefix)
+
+
+def image_blobs(stores: WebStores) -> ImageBlobs:
+    return ImageBlobs(stores.blobs, stores.settings.s3_bucket)
+
+
+async def invalidate(request: Request, changes: Sequence[tuple[int, int]]) -> None:
+    """After a commit that wrote products: drop their cached JSON (read-your-writes). A
+    failed invalidation is applied later by the outbox relay (the write emitted its event)."""
+    cache = get_stores(request).product_cache
+    for product_id, version in changes:
+        await cache.invalidate(product_id, version)
