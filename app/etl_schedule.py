@@ -10,9 +10,10 @@ import structlog
 from croniter import croniter
 
 from analytics.duck import AnalyticsStore
+from analytics.lake import LakeStore
 from app.metrics import ETL_DATA_AGE, ETL_LAST_SUCCESS, ETL_ROWS, ETL_RUN_DURATION
 from app.settings import Settings
-from app.stores import Stores
+from app.stores import Stores, lake_config
 from etl.runner import AlreadyRunning, EtlConfig, EtlJob, RunResult
 from etl.tables import CONFIGURATIONS
 
@@ -30,11 +31,12 @@ def etl_job(settings: Settings) -> EtlJob:
             threads=settings.etl_threads,
             memory_limit=settings.etl_memory_limit,
             pause_after_table_s=settings.etl_test_pause_s,
+            lake=lake_config(settings),
         )
     )
 
 
-def watch_data_age(store: AnalyticsStore) -> None:
+def watch_data_age(store: AnalyticsStore | LakeStore) -> None:
     """Export the published snapshot's data age, computed at scrape time."""
     ETL_DATA_AGE.set_function(store.data_age_s)
 

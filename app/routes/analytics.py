@@ -11,7 +11,8 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool
 
 from analytics import formats
-from analytics.duck import AnalyticsStore, NoSnapshot, SandboxLimits
+from analytics.duck import AnalyticsStore, NoSnapshot, SandboxLimits, StoreUnavailable
+from analytics.lake import LakeStore
 from analytics.reports import REPORTS
 from analytics.sandbox import QueryResult, SandboxError, run_query
 from app.auth import AdminDep
@@ -35,7 +36,7 @@ _FORMATS_DOC = {
 }
 
 
-def _store(stores: Stores) -> AnalyticsStore:
+def _store(stores: Stores) -> AnalyticsStore | LakeStore:
     s = stores.settings
     stores.analytics.limits = SandboxLimits(s.analytics_memory_limit, s.analytics_threads)
     watch_data_age(stores.analytics)
@@ -55,6 +56,8 @@ async def _run(stores: Stores, sql: str, params: list[Any], max_rows: int) -> Qu
         )
     except NoSnapshot as exc:
         raise ServiceUnavailable(str(exc), headers={"Retry-After": "30"}) from exc
+    except StoreUnavailable as exc:
+        raise ServiceUnavailable(str(exc), headers={"Retry-After": "5"}) from exc
     except SandboxError as exc:
         raise Problem(
             exc.message, status=exc.status, title="Query refused", reason=exc.reason
