@@ -14,6 +14,7 @@ from analytics.lake import LakeStore
 from app.metrics import ETL_DATA_AGE, ETL_LAST_SUCCESS, ETL_ROWS, ETL_RUN_DURATION
 from app.settings import Settings
 from app.stores import Stores, lake_config
+from etl.maintenance import MaintenanceLocked, MaintenanceResult, maintain
 from etl.runner import AlreadyRunning, EtlConfig, EtlJob, RunResult
 from etl.tables import CONFIGURATIONS
 
@@ -73,3 +74,44 @@ async def etl_schedule_task(stores: Stores, stop: asyncio.Event) -> None:
             log.info("etl.schedule_skipped", reason="another run holds the lock")
             continue
         record_metrics(result)
+
+
+def run_lake_maintenance(settings: Settings) -> MaintenanceResult:
+    """One lake maintenance pass with the settings' retention and grace."""
+    lake = lake_config(settings)
+    if lake is None:
+        raise ValueError("the analytics backend is not ducklake")
+    return maintain(
+        settings.database_url,
+        settings.database_schema,
+        lake,
+        retention_s=settings.lake_snapshot_retention_h * 3600,
+        grace_s=settings.etl_snapshot_grace_s,
+        threads=settings.etl_threads,
+        memory_limit=settings.etl_memory_limit,
+    )
+
+
+async def lake_maintenance_task(stores: Stores, stop: asyncio.Event) -> None:
+    """On `settings.lake_maintenance_cron`: expire snapshots, compact and delete files
+    (etl/maintenance.py). Idle unless the backend is ducklake; under the ETL's lock, so a
+    tick that meets a run (or another worker's pass) is skipped."""
+    settings = stores.settings
+    if settings.analytics_backend != "ducklake" or not settings.etl_schedule_enabled:
+        await stop.wait()
+        return
+    ticks = croniter(settings.lake_maintenance_cron, datetime.now(UTC))
+    while not stop.is_set():
+        due: datetime = ticks.get_next(datetime)
+        delay = (due - datetime.now(UTC)).total_seconds()
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=max(0.0, delay))
+            return
+        except TimeoutError:
+            pass
+        try:
+            await asyncio.to_thread(run_lake_maintenance, settings)
+        except MaintenanceLocked:
+            log.info("lake.maintenance_skipped", reason="the ETL lock is held")
+        except Exception:
+            log.exception("lake.maintenance_failed")

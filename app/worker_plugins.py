@@ -13,3 +13,4 @@ worker.TASKS["image-gc"] = image_gc.run_image_gc
 worker.TASKS["image-renditions"] = image_renditions.run_renditions
 worker.TASKS["idempotency-purge"] = idempotency_purge.run_idempotency_purge
 worker.TASKS["etl-schedule"] = etl_schedule.etl_schedule_task
+worker.TASKS["lake-maintenance"] = etl_schedule.lake_maintenance_task
