@@ -111,6 +111,9 @@ def is_unavailable(exc: BaseException) -> bool:
     """A failure of the lake's services (catalog or object store), not of the query."""
     if isinstance(exc, duckdb.IOException | duckdb.HTTPException | duckdb.ConnectionException):
         return True
+    # the postgres extension reports a lost catalog connection as a generic error
+    if isinstance(exc, duckdb.ConversionException | duckdb.BinderException):
+        return False
     text = str(exc)
     return any(
         s in text
@@ -118,8 +121,6 @@ def is_unavailable(exc: BaseException) -> bool:
             "Unable to connect to Postgres",
             "Failed to execute query",
             "server closed the connection",
-            "HTTP",
-            "Connection refused",
             "Could not establish connection",
         )
     )
