@@ -187,7 +187,9 @@ class LakeStore:
 
     def connect_readonly(self) -> duckdb.DuckDBPyConnection:
         """A sandboxed cursor on the lake; its first query fixes its snapshot."""
-        cursor = self._shared().cursor()
+        shared = self._shared()
+        with self._lock:  # one cursor at a time off the shared connection
+            cursor = shared.cursor()
         try:
             cursor.execute(f"USE {LAKE}")
             if not self._has_snapshot:

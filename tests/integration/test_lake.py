@@ -24,7 +24,13 @@ from asgi_lifespan import LifespanManager
 from analytics.duck import NoSnapshot, StoreUnavailable
 from analytics.extensions import _linked
 from analytics.lake import LakeStore
-from analytics.sandbox import AccessDenied, SandboxError, StatementRejected, run_query
+from analytics.sandbox import (
+    AccessDenied,
+    QueryTimeout,
+    SandboxError,
+    StatementRejected,
+    run_query,
+)
 from app.etl_schedule import etl_job
 from app.main import create_app
 from app.settings import Settings
@@ -334,6 +340,17 @@ async def test_the_sandbox_refuses_the_same_on_both_backends(backend: Settings) 
     assert run_query(store, "SELECT count(*) AS n FROM orders", timeout_s=5, max_rows=1).table[
         "n"
     ].to_pylist() == [5]
+    # the timeout interrupts this query's cursor only; the store answers afterwards
+    with pytest.raises(QueryTimeout):
+        run_query(
+            store,
+            "SELECT sum(a.range * b.range) FROM range(200000) a, range(200000) b",
+            timeout_s=0.3,
+            max_rows=10,
+        )
+    assert run_query(store, "SELECT 42 AS n", timeout_s=5, max_rows=1).table["n"].to_pylist() == [
+        42
+    ]
     if isinstance(store, LakeStore):
         store.close()
 
