@@ -529,3 +529,42 @@ async def test_maintenance_expires_merges_and_deletes_under_the_lock(lake: Setti
     assert status["lake"]["snapshots"] == after["snapshots"]
     assert {t["table"] for t in status["lake"]["tables"]} >= {"orders", "order_lines"}
     assert status["lake"]["data_bytes"] > 0
+
+
+async def test_the_worker_maintains_the_lake_on_its_schedule(lake: Settings) -> None:
+    from app import worker
+    from app.etl_schedule import lake_maintenance_task
+    from app.stores import open_stores
+    from etl.maintenance import lake_status
+
+    worker._load_plugins()
+    assert worker.TASKS["lake-maintenance"] is lake_maintenance_task
+    seed_shop(lake)
+    job = etl_job(lake)
+    for _ in range(3):
+        with pg(lake) as c:
+            add_orders(c, 2)
+        assert (await asyncio.to_thread(job.run)).status == "succeeded"
+    config = lake_config(lake)
+    assert config is not None
+    before = lake_status(lake.database_url, config)["snapshots"]
+    every_second = lake.model_copy(
+        update={
+            "lake_maintenance_cron": "* * * * * *",
+            "lake_snapshot_retention_h": 1e-9,
+            "etl_snapshot_grace_s": 0,
+        }
+    )
+    stop = asyncio.Event()
+    async with open_stores(every_second, application_name="worker-lake") as stores:
+        task = asyncio.create_task(lake_maintenance_task(stores, stop))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            now = await asyncio.to_thread(lake_status, lake.database_url, config)
+            if now["snapshots"] < before:
+                break
+        stop.set()
+        await task
+    assert now["snapshots"] < before
+    assert_parity(lake)
