@@ -19,6 +19,12 @@ In its own Postgres schema and temp directory (both removed afterwards):
    The fixed cost of that path is printed (`SELECT 1`), and so is that of the API's
    path (`analytics.sandbox.run_query`: a new sandboxed read-only connection per query).
 
+6. (`--backends` containing `ducklake`, the default) the same for the DuckLake backend on
+   the same data: full refresh against the raw COPY, the empty and the 1% incremental
+   run, commit to queryable (COMMIT plus the time until another reader instance answers
+   from the new snapshot), the ten queries against Postgres and against the file
+   backend's times (lake / file). Its catalog schema and bucket are removed afterwards.
+
 The machine's load average is printed at the start, before the queries and at the end.
 
 Both engines bucket time in UTC: the Postgres session runs with TimeZone=UTC and the
