@@ -38,7 +38,13 @@ class NoSnapshot(LookupError):
     """No ETL run has published an analytical copy yet."""
 
 
+class StoreUnavailable(RuntimeError):
+    """The analytical copy cannot be read now (its catalog or object store is down)."""
+
+
 class AnalyticsStore:
+    backend = "file"
+
     def __init__(self, path: Path, limits: SandboxLimits | None = None) -> None:
         self.path = path
         self.limits = limits or SandboxLimits()

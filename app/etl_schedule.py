@@ -10,9 +10,11 @@ import structlog
 from croniter import croniter
 
 from analytics.duck import AnalyticsStore
+from analytics.lake import LakeStore
 from app.metrics import ETL_DATA_AGE, ETL_LAST_SUCCESS, ETL_ROWS, ETL_RUN_DURATION
 from app.settings import Settings
-from app.stores import Stores
+from app.stores import Stores, lake_config
+from etl.maintenance import MaintenanceLocked, MaintenanceResult, maintain
 from etl.runner import AlreadyRunning, EtlConfig, EtlJob, RunResult
 from etl.tables import CONFIGURATIONS
 from kit.periodic import run_every
@@ -34,11 +36,12 @@ def etl_job(settings: Settings) -> EtlJob:
             threads=settings.etl_threads,
             memory_limit=settings.etl_memory_limit,
             pause_after_table_s=settings.etl_test_pause_s,
+            lake=lake_config(settings),
         )
     )
 
 
-def watch_data_age(store: AnalyticsStore) -> None:
+def watch_data_age(store: AnalyticsStore | LakeStore) -> None:
     """Export the published snapshot's data age, computed at scrape time."""
     ETL_DATA_AGE.set_function(store.data_age_s)
 
@@ -90,3 +93,42 @@ async def etl_requests_task(stores: Stores, stop: asyncio.Event) -> None:
         return True  # another may be queued already
 
     await run_every("etl-requests", ETL_REQUEST_POLL_S, stop, start_queued, again_at_once=bool)
+
+
+def run_lake_maintenance(settings: Settings) -> MaintenanceResult:
+    """One lake maintenance pass with the settings' retention and grace."""
+    lake = lake_config(settings)
+    if lake is None:
+        raise ValueError("the analytics backend is not ducklake")
+    return maintain(
+        settings.database_url,
+        settings.database_schema,
+        lake,
+        retention_s=settings.lake_snapshot_retention_h * 3600,
+        grace_s=settings.etl_snapshot_grace_s,
+        threads=settings.etl_threads,
+        memory_limit=settings.etl_memory_limit,
+    )
+
+
+async def lake_maintenance_task(stores: Stores, stop: asyncio.Event) -> None:
+    """On `settings.lake_maintenance_cron`: expire snapshots, compact and delete files
+    (etl/maintenance.py). Idle unless the backend is ducklake; under the ETL's lock, so a
+    tick that meets a run (or another worker's pass) is skipped."""
+    settings = stores.settings
+    if settings.analytics_backend != "ducklake" or not settings.etl_schedule_enabled:
+        await stop.wait()
+        return
+    ticks = croniter(settings.lake_maintenance_cron, datetime.now(UTC))
+
+    def to_next_tick() -> float:
+        due: datetime = ticks.get_next(datetime)
+        return (due - datetime.now(UTC)).total_seconds()
+
+    async def run_once() -> None:
+        try:
+            await asyncio.to_thread(run_lake_maintenance, settings)
+        except MaintenanceLocked:
+            log.info("lake.maintenance_skipped", reason="the ETL lock is held")
+
+    await run_every("lake-maintenance", to_next_tick, stop, run_once, wait_first=True)

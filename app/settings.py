@@ -168,6 +168,30 @@ class Settings(BaseSettings):
     analytics_memory_limit: str = "512MB"
     analytics_threads: int = 2
 
+    # The analytical copy as a DuckLake (analytics/lake.py, etl/lakehouse.py)
+    analytics_backend: Literal["file", "ducklake"] = Field(
+        "file",
+        description="file: DuckDB snapshot files on one host; ducklake: catalog in Postgres,"
+        " Parquet on MinIO/S3, readable from every host (docs/analytics.md)",
+    )
+    lake_metadata_schema: str = Field(
+        "polyshop_lake",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="Postgres schema of the DuckLake catalog",
+    )
+    lake_bucket: str = Field(
+        "polyshop-lake",
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="bucket of the lake's Parquet files (on the POLYSHOP_S3_* endpoint)",
+    )
+    lake_prefix: str = Field("analytics/", description="key prefix of the lake's files")
+    lake_snapshot_retention_h: float = Field(
+        24, gt=0, description="lake snapshots older than this are expired (time travel window)"
+    )
+    lake_maintenance_cron: str = Field(
+        "41 * * * *", description="when the worker expires snapshots and merges files"
+    )
+
     # Limits (app/middleware/): token buckets in Redis, shared by every API replica
     rate_limit_enabled: bool = Field(True, description="false: no rate limiting (benchmarks)")
     rate_limit_key_capacity: int = Field(1200, ge=1, description="burst per API key")

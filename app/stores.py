@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from analytics.duck import AnalyticsStore, SandboxLimits, create_analytics_store
+from analytics.lake import LakeConfig, LakeStore
 from app.metrics import CACHE_BREAKER_STATE, CACHE_REQUESTS
 from app.settings import Settings
 from search.engine import SearchEngine, create_search_engine
@@ -44,7 +45,7 @@ class Stores:
     redis: Redis
     search: SearchEngine
     blobs: Minio
-    analytics: AnalyticsStore
+    analytics: AnalyticsStore | LakeStore
     product_cache: ProductCache
     api_keys: ApiKeyCache
 
@@ -78,6 +79,31 @@ def create_product_cache(settings: Settings, pg: PgPool, redis: Redis) -> Produc
         on_breaker_state=_export_breaker,
         catch_up=undelivered,
     )
+
+
+def lake_config(settings: Settings) -> LakeConfig | None:
+    """Where the DuckLake lives, when it is the analytical copy's backend."""
+    if settings.analytics_backend != "ducklake":
+        return None
+    return LakeConfig(
+        catalog_url=settings.database_url,
+        metadata_schema=settings.lake_metadata_schema,
+        bucket=settings.lake_bucket,
+        prefix=settings.lake_prefix,
+        s3_endpoint=settings.s3_endpoint,
+        s3_access_key=settings.s3_access_key,
+        s3_secret_key=settings.s3_secret_key.get_secret_value(),
+        s3_secure=settings.s3_secure,
+        s3_region=settings.s3_region,
+    )
+
+
+def create_analytics(settings: Settings) -> AnalyticsStore | LakeStore:
+    limits = SandboxLimits(settings.analytics_memory_limit, settings.analytics_threads)
+    lake = lake_config(settings)
+    if lake is not None:
+        return LakeStore(lake, limits)
+    return create_analytics_store(settings.duckdb_path, limits)
 
 
 def create_blob_client(settings: Settings) -> Minio:
@@ -114,10 +140,7 @@ async def open_stores(
         settings.search_engine, settings.search_url, timeout_s=settings.search_timeout_s
     )
     blobs = create_blob_client(settings)
-    analytics = create_analytics_store(
-        settings.duckdb_path,
-        SandboxLimits(settings.analytics_memory_limit, settings.analytics_threads),
-    )
+    analytics = create_analytics(settings)
     cache = create_product_cache(settings, pg, redis)
     keys = ApiKeyCache(settings.api_key_cache_ttl_s)
     stores = Stores(settings, pg, redis, search, blobs, analytics, cache, keys)

@@ -45,5 +45,6 @@ def build_worker(stores: Stores) -> WorkerPlan:
         "idempotency-purge": partial(idempotency_purge.run_idempotency_purge, stores),
         "etl-schedule": partial(etl_schedule.etl_schedule_task, stores),
         "etl-requests": partial(etl_schedule.etl_requests_task, stores),
+        "lake-maintenance": partial(etl_schedule.lake_maintenance_task, stores),
     }
     return WorkerPlan(consumers, tasks)

@@ -19,6 +19,12 @@ In its own Postgres schema and temp directory (both removed afterwards):
    The fixed cost of that path is printed (`SELECT 1`), and so is that of the API's
    path (`analytics.sandbox.run_query`: a new sandboxed read-only connection per query).
 
+6. (`--backends` containing `ducklake`, the default) the same for the DuckLake backend on
+   the same data: full refresh against the raw COPY, the empty and the 1% incremental
+   run, commit to queryable (COMMIT plus the time until another reader instance answers
+   from the new snapshot), the ten queries against Postgres and against the file
+   backend's times (lake / file). Its catalog schema and bucket are removed afterwards.
+
 The machine's load average is printed at the start, before the queries and at the end.
 
 Both engines bucket time in UTC: the Postgres session runs with TimeZone=UTC and the
@@ -257,9 +263,13 @@ def fixed_costs(
 
 
 def compare_queries(
-    conn: psycopg.Connection[Any], duck: duckdb.DuckDBPyConnection, rounds: int
+    conn: psycopg.Connection[Any],
+    duck: duckdb.DuckDBPyConnection,
+    rounds: int,
+    times: list[float] | None = None,
 ) -> list[float]:
-    """Per query: warm both engines up, alternate them `rounds` times, compare results."""
+    """Per query: warm both engines up, alternate them `rounds` times, compare results.
+    DuckDB's best time per query is appended to `times` when given."""
     ratios = []
     print(f"{'query':32} {'postgres':>10} {'duckdb':>10} {'ratio':>7}  same result")
     for name, sql in QUERIES:
@@ -269,6 +279,8 @@ def compare_queries(
             pg_s = min(pg_s, timed(lambda: conn.execute(sql).fetchall()))  # noqa: B023
             dk_s = min(dk_s, timed(lambda: duck.execute(sql).fetchall()))  # noqa: B023
         ratios.append(pg_s / dk_s)
+        if times is not None:
+            times.append(dk_s)
         print(
             f"{name:32} {pg_s * 1000:9.1f}ms {dk_s * 1000:9.1f}ms {pg_s / dk_s:6.1f}x"
             f"  {'yes' if same else 'NO'}"
@@ -276,11 +288,126 @@ def compare_queries(
     return ratios
 
 
+def change_one_percent(conn: psycopg.Connection[Any], r: int) -> None:
+    conn.execute(
+        "UPDATE order_lines SET quantity = quantity + 1 WHERE (order_id * 4 + line_no) %% 100 = %s",
+        ((7 + r) % 100,),
+    )
+    conn.execute(
+        "UPDATE orders SET status = 'shipped', updated_at = now() WHERE id %% 100 = %s",
+        ((3 + r) % 100,),
+    )
+
+
+def bench_lake(
+    args: argparse.Namespace,
+    schema: str,
+    conn: psycopg.Connection[Any],
+    rows: dict[str, int],
+    total_rows: int,
+    text_s: float,
+    file_times: list[float],
+) -> None:
+    """The same figures for the DuckLake backend (catalog in Postgres, Parquet on MinIO),
+    against the same Postgres data and the raw COPY baseline measured above."""
+    from analytics.lake import LakeConfig, LakeStore
+    from etl.maintenance import lake_status
+    from storage.blobs import create_minio, remove_bucket
+
+    tag = schema.rsplit("_", 1)[1]
+    lake = LakeConfig(
+        catalog_url=args.url,
+        metadata_schema=f"{schema}_lake",
+        bucket=f"bench-lake-{tag}",
+        prefix="lake/",
+        s3_endpoint=args.s3_endpoint,
+        s3_access_key=args.s3_access_key,
+        s3_secret_key=args.s3_secret_key,
+    )
+    print(f"--- ducklake backend (data {lake.data_path}, catalog {lake.metadata_schema}) ---")
+    job = EtlJob(EtlConfig(args.url, schema, Path("/nonexistent"), SHOP, lake=lake))
+    readers = [LakeStore(lake), LakeStore(lake)]
+    try:
+        full_s = math.inf
+        per_round = []
+        for _ in range(args.rounds):
+            text_r = timed(lambda: raw_copy(conn, "text"))
+            _, full_r = run_etl(job, "full")
+            full_s = min(full_s, full_r)
+            per_round.append(f"{text_r / full_r:.2f}")
+        print(
+            f"lake ETL full: {total_rows / full_s:,.0f} rows/s ({full_s:.2f} s) -> ratio vs raw"
+            f" COPY text {text_s / full_s:.2f} (round by round, against that round's COPY:"
+            f" {', '.join(per_round)})"
+        )
+        empty = min(run_etl(job, "incremental")[1] for _ in range(args.rounds))
+        print(f"lake empty incremental run (fixed cost): {empty:.2f} s")
+        incr_s, visible = math.inf, []
+        for r in range(args.rounds):
+            change_one_percent(conn, 50 + r)
+            incr, incr_r = run_etl(job, "incremental")
+            incr_s = min(incr_s, incr_r)
+            # commit to queryable: the run returned; how long until a reader (another
+            # DuckDB instance, as an API replica) answers from the new snapshot
+            t0 = time.perf_counter()
+            want = incr.run_id
+            while True:
+                with readers[1].connect_readonly() as con:
+                    got = con.execute("SELECT run_id FROM _etl_meta").fetchone()
+                if got and got[0] == want:
+                    break
+            visible.append(time.perf_counter() - t0 + incr.seconds.get("commit", 0.0))
+            print(f"  lake incremental {r + 1}: {incr_r:.2f} s rows={incr.rows}")
+        print(
+            f"lake incremental with ~{rows['order_lines'] // 100:,} changed lines:"
+            f" {incr_s:.2f} s -> full / incremental = {full_s / incr_s:.1f}x"
+        )
+        print(
+            "lake commit to queryable (COMMIT + until another reader instance sees the"
+            f" snapshot): best {min(visible) * 1000:.0f} ms, worst {max(visible) * 1000:.0f} ms"
+        )
+        status = lake_status(args.url, lake)
+        print(
+            f"lake: {status['snapshots']} snapshots, {status['data_files']} data files"
+            f" ({status['data_bytes'] / 1e6:.1f} MB), {status['delete_files']} delete files"
+        )
+        print(f"lake queries: {load()}")
+        lake_times: list[float] = []
+        with readers[0].connect_readonly() as duck:
+            ratios = compare_queries(conn, duck, max(args.rounds, 5), lake_times)
+        geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+        print(f"lake: geometric mean DuckDB speed-up over Postgres: {geo:.1f}x")
+        if file_times:
+            lf = [lt / ft for lt, ft in zip(lake_times, file_times, strict=True)]
+            geo_lf = math.exp(sum(math.log(x) for x in lf) / len(lf))
+            print(
+                f"lake / file query time, geometric mean: {geo_lf:.2f}x"
+                f" (per query: {', '.join(f'{x:.2f}' for x in lf)})"
+            )
+    finally:
+        for reader in readers:
+            reader.close()
+        with psycopg.connect(args.url, autocommit=True) as c:
+            c.execute(f'DROP SCHEMA IF EXISTS "{lake.metadata_schema}" CASCADE')
+        remove_bucket(
+            create_minio(
+                lake.s3_endpoint, access_key=lake.s3_access_key, secret_key=lake.s3_secret_key
+            ),
+            lake.bucket,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", type=int, default=1_000_000, help="order lines to generate")
     parser.add_argument("--url", default="postgresql://polyshop@127.0.0.1:55432/polyshop")
     parser.add_argument("--rounds", type=int, default=3, help="repetitions (best of)")
+    parser.add_argument(
+        "--backends", default="file,ducklake", help="file, ducklake or both (comma-separated)"
+    )
+    parser.add_argument("--s3-endpoint", default=os.environ.get("POLYSHOP_S3_ENDPOINT", ""))
+    parser.add_argument("--s3-access-key", default=os.environ.get("POLYSHOP_S3_ACCESS_KEY", ""))
+    parser.add_argument("--s3-secret-key", default=os.environ.get("POLYSHOP_S3_SECRET_KEY", ""))
     args = parser.parse_args()
 
     print(f"start: {load()}")
@@ -368,11 +495,14 @@ def main() -> None:
 
         store = AnalyticsStore(workdir / "shop.duckdb")
         print(f"queries: {load()}")
+        file_times: list[float] = []
         with store.connect_readonly() as duck:
             fixed_costs(conn, duck, store)
-            ratios = compare_queries(conn, duck, max(args.rounds, 5))
+            ratios = compare_queries(conn, duck, max(args.rounds, 5), file_times)
         geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
         print(f"geometric mean DuckDB speed-up over Postgres: {geo:.1f}x")
+        if "ducklake" in args.backends.split(","):
+            bench_lake(args, schema, conn, rows, total_rows, text_s, file_times)
         print(f"end: {load()}")
     finally:
         conn.close()

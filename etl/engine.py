@@ -26,6 +26,7 @@ from pathlib import Path
 import duckdb
 
 from analytics.extensions import load_extension
+from analytics.lake import LakeConfig, attach, load_extensions
 
 SNAPSHOT = "snap"  # the attached snapshot file (default catalog during a run)
 POSTGRES = "pg"  # the attached source database
@@ -81,6 +82,17 @@ def _engine(threads: int, memory_limit: str) -> duckdb.DuckDBPyConnection:
     return engine
 
 
+def _lake_engine(threads: int, memory_limit: str) -> duckdb.DuckDBPyConnection:
+    """The process's writer engine with the lake's extensions (httpfs, ducklake) too."""
+    engine = _engine(threads, memory_limit)
+    try:
+        load_extensions(engine)  # LOAD of a loaded extension is a no-op
+    except BaseException:
+        _discard(threads, memory_limit)
+        raise
+    return engine
+
+
 def _discard(threads: int, memory_limit: str) -> None:
     engine = _engines.pop((threads, memory_limit), None)
     if engine is not None:
@@ -108,6 +120,37 @@ def writer(
             try:
                 with contextlib.suppress(duckdb.Error):
                     duck.execute("ROLLBACK")  # only if the run left one open
+                duck.execute("USE memory")
+                duck.execute(f"DETACH DATABASE IF EXISTS {POSTGRES}")
+                duck.execute(f"DETACH DATABASE IF EXISTS {SNAPSHOT}")
+                duck.close()
+            except BaseException:
+                _discard(threads, memory_limit)
+                raise
+
+
+@contextlib.contextmanager
+def lake_writer(
+    lake: LakeConfig, database_url: str, threads: int, memory_limit: str
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection whose default catalog is the DuckLake (as `snap`), Postgres as `pg`.
+
+    The run's DuckDB transaction is one DuckLake commit: Parquet files are written to the
+    object store as the run goes, and the catalog (in Postgres) names them only at
+    COMMIT, in one Postgres transaction. On exit (success or not) a transaction still
+    open is rolled back and both are detached.
+    """
+    with _lock:
+        duck = _lake_engine(threads, memory_limit).cursor()
+        try:
+            attach(duck, lake, SNAPSHOT, read_only=False)
+            duck.execute(f"USE {SNAPSHOT}")
+            duck.execute(f"ATTACH {_lit(database_url)} AS {POSTGRES} (TYPE postgres, READ_ONLY)")
+            yield duck
+        finally:
+            try:
+                with contextlib.suppress(duckdb.Error):
+                    duck.execute("ROLLBACK")
                 duck.execute("USE memory")
                 duck.execute(f"DETACH DATABASE IF EXISTS {POSTGRES}")
                 duck.execute(f"DETACH DATABASE IF EXISTS {SNAPSHOT}")

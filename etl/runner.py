@@ -48,6 +48,7 @@ import duckdb
 import structlog
 
 from analytics.duck import SNAPSHOT_PREFIX, SNAPSHOT_SUFFIX, AnalyticsStore, NoSnapshot
+from analytics.lake import LakeConfig, LakeStore
 from etl import engine, tracking
 from etl.star import build_star_schema
 from etl.tables import Configuration, TableSpec
@@ -73,6 +74,9 @@ class EtlConfig:
     memory_limit: str = "1GB"
     # test hook: sleep after each table is loaded, so a test can kill a run mid-load
     pause_after_table_s: float = 0.0
+    # set: the copy is a DuckLake (catalog in Postgres, Parquet on S3) instead of the
+    # snapshot files at `duckdb_path` (etl/lakehouse.py)
+    lake: LakeConfig | None = None
 
 
 @dataclass
@@ -175,7 +179,11 @@ def _utc_timestamp(moment: datetime) -> str:
 class EtlJob:
     def __init__(self, config: EtlConfig) -> None:
         self.config = config
-        self.store = AnalyticsStore(config.duckdb_path)
+        self.store = AnalyticsStore(config.duckdb_path)  # the file backend's snapshots
+        # what readers of this job's copy open: the lake, or the snapshot files
+        self.reader: AnalyticsStore | LakeStore = (
+            LakeStore(config.lake) if config.lake else self.store
+        )
 
     # -- starting ---------------------------------------------------------------------
 
@@ -266,6 +274,11 @@ class EtlJob:
         return result
 
     def _execute(self, handle: RunHandle, result: RunResult) -> None:
+        if self.config.lake is not None:
+            from etl.lakehouse import execute_lake_run
+
+            execute_lake_run(self, handle, result, self.config.lake)
+            return
         conn, cfg = handle.conn, self.config
         tables = cfg.configuration.tables
         fresh = {t.name for t in tables if tracking.ensure_tracking(conn, t)}
@@ -374,7 +387,11 @@ class EtlJob:
         return f"postgres_query({_lit(engine.POSTGRES)}, {_lit(sql)})"
 
     def _copy_full(
-        self, duck: duckdb.DuckDBPyConnection, spec: TableSpec, columns: list[SourceColumn]
+        self,
+        duck: duckdb.DuckDBPyConnection,
+        spec: TableSpec,
+        columns: list[SourceColumn],
+        compression: bool = True,
     ) -> int:
         """Recreate the table from the source; its string columns get their storage here.
 
@@ -390,14 +407,19 @@ class EtlJob:
         Postgres' statistics say the heap is in key order already (`_needs_sort`), the
         parallel scan's ranges keep that order closely enough and the sort is skipped.
         Incremental runs append their rows (in key order too) after the existing ones;
-        the next full refresh re-sorts.
+        the next full refresh re-sorts. `compression=False` (the lake: Parquet chooses its
+        own encodings) declares no compression.
         """
         cols = ", ".join(_landed(c) for c in columns)
         source = f"SELECT {cols} FROM {engine.POSTGRES}.{_q(self.config.schema)}.{_q(spec.name)}"
         plain = {c.name for c in columns if _stored_plain(c)}
         defs = ", ".join(
             f"{_q(name)} {kind}"
-            + (" USING COMPRESSION uncompressed" if kind == "VARCHAR" and name in plain else "")
+            + (
+                " USING COMPRESSION uncompressed"
+                if compression and kind == "VARCHAR" and name in plain
+                else ""
+            )
             for name, kind, *_ in duck.execute(f"DESCRIBE {source}").fetchall()
         )
         duck.execute(f"CREATE OR REPLACE TABLE {_q(spec.name)} ({defs})")

@@ -232,6 +232,28 @@ def finish_run(
         )
 
 
+def finish_lake_run(
+    conn: Conn,
+    run_id: int,
+    rows: dict[str, int],
+    snapshot: str,
+    mark: Watermark,
+    tables: list[str],
+) -> None:
+    """After the lake commit (which holds the watermark): the run's success, and the
+    change-log entries the committed snapshot covers dropped. No watermark is written
+    here: the lake's `_etl_meta` is the only copy (etl/lakehouse.py)."""
+    with conn.transaction():
+        conn.execute(
+            "DELETE FROM etl_changes WHERE tbl = ANY(%s) AND txid < %s::xid8", (tables, mark.xmin)
+        )
+        conn.execute(
+            """UPDATE etl_runs SET status = 'succeeded', finished_at = now(), rows = %s,
+                      snapshot = %s WHERE id = %s""",
+            (json.dumps(rows), snapshot, run_id),
+        )
+
+
 def fail_run(conn: Conn, run_id: int, error: str) -> None:
     conn.execute(
         """UPDATE etl_runs SET status = 'failed', finished_at = now(), error = %s

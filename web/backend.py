@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from analytics.duck import AnalyticsStore
+from analytics.lake import LakeStore
 from images.blobs import ImageBlobs
 from search.engine import SearchEngine
 from search.index_admin import alias_name
@@ -81,7 +82,7 @@ class WebStores(Protocol):
     @property
     def blobs(self) -> Minio: ...
     @property
-    def analytics(self) -> AnalyticsStore: ...
+    def analytics(self) -> AnalyticsStore | LakeStore: ...
     @property
     def product_cache(self) -> ProductCache: ...
 

@@ -66,3 +66,54 @@ def runs(limit: int = 20) -> None:
         ).fetchall()
     for row in rows:
         typer.echo(json.dumps(row, default=str))
+
+
+@etl_cli.command("status")
+def status() -> None:
+    """The analytical copy: backend, last run, and for the lake its snapshots, files and
+    sizes (per table); for the file backend the snapshot files. One JSON object."""
+    from app.stores import lake_config
+    from etl.tracking import RUN_COLUMNS, connect
+
+    settings = get_settings()
+    with connect(settings.database_url, settings.database_schema) as conn:
+        last = conn.execute(
+            f"SELECT {RUN_COLUMNS} FROM etl_runs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    out: dict[str, Any] = {"backend": settings.analytics_backend, "last_run": last}
+    lake = lake_config(settings)
+    if lake is not None:
+        from etl.maintenance import lake_status
+
+        try:
+            out["lake"] = lake_status(settings.database_url, lake)
+        except Exception as exc:  # no lake yet, or its catalog/object store is down
+            out["lake"] = {"error": str(exc).splitlines()[0]}
+    else:
+        from analytics.duck import AnalyticsStore
+
+        store = AnalyticsStore(settings.duckdb_path)
+        files = sorted(store.snapshot_dir.glob("snapshot-*")) if store.snapshot_dir.is_dir() else []
+        out["file"] = {
+            "published": str(settings.duckdb_path.resolve()) if files else None,
+            "snapshots": [{"file": f.name, "bytes": f.stat().st_size} for f in files],
+        }
+    typer.echo(json.dumps(out, default=str, indent=2))
+
+
+@etl_cli.command("maintain")
+def maintain() -> None:
+    """One lake maintenance pass now (what the worker runs on POLYSHOP_LAKE_MAINTENANCE_CRON).
+    Exit 75 if an ETL run holds the lock."""
+    from app.etl_schedule import run_lake_maintenance
+    from etl.maintenance import MaintenanceLocked
+
+    settings = get_settings()
+    if settings.analytics_backend != "ducklake":
+        raise typer.BadParameter("POLYSHOP_ANALYTICS_BACKEND is not ducklake: nothing to maintain")
+    try:
+        result = run_lake_maintenance(settings)
+    except MaintenanceLocked as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(EXIT_ALREADY_RUNNING) from exc
+    typer.echo(json.dumps(result.__dict__, default=str))

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool
 
 from analytics import formats
-from analytics.duck import NoSnapshot
+from analytics.duck import NoSnapshot, StoreUnavailable
 from analytics.reports import REPORTS
 from analytics.sandbox import QueryResult, SandboxError, run_query
 from app.auth import AdminDep
@@ -47,6 +47,8 @@ async def _run(stores: Stores, sql: str, params: list[Any], max_rows: int) -> Qu
         )
     except NoSnapshot as exc:
         raise ServiceUnavailable(str(exc), headers={"Retry-After": "30"}) from exc
+    except StoreUnavailable as exc:
+        raise ServiceUnavailable(str(exc), headers={"Retry-After": "5"}) from exc
     except SandboxError as exc:
         raise Problem(
             exc.message, status=exc.status, title="Query refused", reason=exc.reason

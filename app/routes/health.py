@@ -11,6 +11,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from analytics.duck import AnalyticsStore
+from analytics.lake import LakeStore
 from app.deps import StoresDep
 from app.metrics import STORE_UP
 from app.stores import Stores
@@ -23,7 +24,7 @@ READY_TIMEOUT_S = 2.0
 
 
 def _checks(stores: Stores) -> dict[str, Callable[[], Awaitable[None]]]:
-    analytics: AnalyticsStore = stores.analytics
+    analytics: AnalyticsStore | LakeStore = stores.analytics
     return {
         "postgres": lambda: postgres.ping(stores.pg),
         "redis": lambda: cache.ping(stores.redis),

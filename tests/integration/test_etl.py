@@ -107,7 +107,7 @@ def assert_parity(settings: Settings, configuration: Configuration = SHOP) -> di
     """Row count and checksum of every copied table, Postgres against the published copy."""
     job = etl_job(settings)
     counts = {}
-    with pg(settings) as c, job.store.connect_readonly() as duck:
+    with pg(settings) as c, job.reader.connect_readonly() as duck:
         for spec in configuration.tables:
             order = ", ".join(f'"{k}"' for k in spec.key)
             cur = c.execute(f'SELECT * FROM "{spec.name}" ORDER BY {order}')

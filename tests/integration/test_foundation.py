@@ -9,6 +9,7 @@ import duckdb
 import httpx
 import pytest
 
+from analytics.duck import AnalyticsStore
 from app.settings import Settings
 from app.stores import Stores
 from search.index_admin import ensure_alias
@@ -147,6 +148,7 @@ async def test_minio_round_trip(stores: Stores) -> None:
 
 
 async def test_duckdb_analytical_copy_is_read_only(stores: Stores) -> None:
+    assert isinstance(stores.analytics, AnalyticsStore)  # the default backend: files
     with duckdb.connect(str(stores.analytics.path)) as con:
         con.execute("CREATE TABLE t AS SELECT 42 AS answer")
     with stores.analytics.connect_readonly() as con:

@@ -35,6 +35,11 @@ def isolated_settings(env: dict[str, str], tmp_path: Path, **overrides: object) 
         "s3_secret_key": env["POLYSHOP_S3_SECRET_KEY"],
         "s3_bucket": f"t-{tag}",
         "duckdb_path": tmp_path / "analytics.duckdb",
+        # the DuckLake backend (when a test turns it on): its own catalog schema, and
+        # its files under a prefix of the test's own bucket
+        "lake_metadata_schema": f"l_{tag}",
+        "lake_bucket": f"t-{tag}",
+        "lake_prefix": "lake/",
     }
     values.update(overrides)
     # model_validate reads no environment: the test sees exactly these values
@@ -54,6 +59,7 @@ async def isolated_stores(settings: Settings) -> AsyncIterator[Settings]:
 async def _drop_everything(settings: Settings) -> None:
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as c:
         await c.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
+        await c.execute(f'DROP SCHEMA IF EXISTS "{settings.lake_metadata_schema}" CASCADE')
 
     redis = create_redis(settings.redis_url, timeout_s=2)
     try:

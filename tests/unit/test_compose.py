@@ -152,3 +152,12 @@ def test_app_dockerfile_installs_locked_dependencies() -> None:
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     assert dockerfile.startswith("#") and "FROM python:3.11-slim" in dockerfile
     assert "uv sync --frozen --no-dev" in dockerfile
+
+
+def test_the_analytical_copy_is_a_lake_on_minio(services: dict[str, dict[str, Any]]) -> None:
+    for name in ("api", "worker"):
+        env = services[name]["environment"]
+        assert env["POLYSHOP_ANALYTICS_BACKEND"] == "ducklake"
+        assert env["POLYSHOP_S3_ENDPOINT"] == "minio:9000"
+    bucket = services["api"]["environment"]["POLYSHOP_LAKE_BUCKET"]
+    assert f"local/{bucket}" in " ".join(services["minio-init"]["command"])

@@ -207,3 +207,29 @@ def test_formats_round_trip() -> None:
 )
 def test_accept_negotiation(accept: str | None, expected: str | None) -> None:
     assert formats.negotiate(accept) == expected
+
+
+@pytest.mark.parametrize(
+    ("sql", "refused"),
+    [
+        ("SELECT * FROM duckdb_secrets()", True),
+        ("SELECT * FROM Which_Secret('s3://x', 's3')", True),
+        ("SELECT * FROM postgres_query('db', 'SELECT 1')", True),
+        ("SELECT * FROM \"postgres_scan\"('host=x', 'public', 't')", True),
+        ("SELECT (SELECT 1 FROM query('SELECT 1')) AS x", True),
+        ("SELECT * FROM ducklake_expire_snapshots('lake')", True),
+        ("SELECT * FROM __ducklake_metadata_lake.public.api_keys", True),
+        ("WITH x AS (SELECT * FROM __ducklake_metadata_lake.s.t) SELECT * FROM x", True),
+        ("SELECT * FROM ducklake_snapshots('lake')", False),
+        ("SELECT count(*) FROM t AT (VERSION => 3)", False),
+        ("SELECT pg_typeof(1), upper('postgres_query')", False),
+    ],
+)
+def test_refused_functions_and_catalog_tables(sql: str, refused: bool) -> None:
+    from analytics.sandbox import check_references
+
+    if refused:
+        with pytest.raises(AccessDenied):
+            check_references(sql)
+    else:
+        check_references(sql)

@@ -1,0 +1,173 @@
+"""An ETL run into the DuckLake: the changed rows as ONE lake commit, watermark inside it.
+
+Order of one run (the lock is held, the run recorded, by `EtlJob.begin`):
+1. install missing change-log triggers (a table that got them now is copied in full);
+2. take the new watermark (Postgres' current snapshot) before reading anything;
+3. in ONE DuckDB transaction on the lake: read the last watermark from `_etl_meta` (the
+   lake's own table, so the watermark the run starts from is exactly the one committed
+   with the data it describes), apply the changed keys per table (DELETE them, INSERT the
+   rows Postgres has for them now: new Parquet files and delete files, never a rewrite
+   of the table), the star schema, and the new `_etl_meta` row with the new watermark;
+4. COMMIT: DuckLake writes the catalog in one Postgres transaction: a new snapshot, or
+   nothing. Readers see the whole run or none of it;
+5. only then, in Postgres: the run's success and pruning the change log below the new
+   watermark's xmin (both harmless to lose: a run left 'running' is marked abandoned by
+   the next, and change-log rows below the committed watermark are never applied again).
+
+Killed anywhere before 4 (kill -9 included): the lake's latest snapshot and its watermark
+are as before; the Parquet files the run had written are referenced by no snapshot and
+are removed by maintenance (`ducklake_delete_orphaned_files`); the next run redoes the
+work from the same watermark. There is no second copy of the watermark that could
+disagree with the lake.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import duckdb
+import structlog
+
+from analytics.lake import LakeConfig
+from etl import engine, tracking
+from etl.star import build_star_schema
+from etl.tracking import Watermark
+
+if TYPE_CHECKING:
+    from etl.runner import EtlJob, RunHandle, RunResult
+
+log = structlog.get_logger()
+
+META_DDL = """CREATE TABLE IF NOT EXISTS _etl_meta (
+    run_id BIGINT, kind VARCHAR, configuration VARCHAR,
+    source_xmin VARCHAR, watermark_xmin VARCHAR, extracted_at DOUBLE)"""
+
+
+def lake_watermark(
+    duck: duckdb.DuckDBPyConnection, configuration: str
+) -> tuple[Watermark | None, int | None]:
+    """The watermark and run id the lake's current snapshot was committed with (None
+    for an empty lake, or one written by another configuration)."""
+    try:
+        row = duck.execute(
+            "SELECT watermark_xmin, source_xmin, run_id, configuration FROM _etl_meta"
+        ).fetchone()
+    except duckdb.CatalogException:
+        return None, None
+    if row is None or row[0] is None or row[3] != configuration:
+        return None, None
+    return Watermark(str(row[0]), str(row[1])), int(row[2])
+
+
+def _star_is_current(duck: duckdb.DuckDBPyConnection) -> bool:
+    """The star schema exists and dim_date covers every order's day (as a rebuild would)."""
+    try:
+        row = duck.execute(
+            """SELECT (SELECT count(*) FROM duckdb_views() WHERE database_name = current_database()
+                        AND view_name IN ('dim_product', 'dim_customer', 'fact_order_lines')),
+                      (SELECT min(date_key) FROM dim_date), (SELECT max(date_key) FROM dim_date),
+                      (SELECT coalesce(min(CAST(created_at AS DATE)), current_date) FROM orders),
+                      (SELECT coalesce(max(CAST(created_at AS DATE)), current_date) FROM orders)"""
+        ).fetchone()
+    except duckdb.CatalogException:
+        return False
+    return row is not None and row[0] == 3 and row[1] == row[3] and row[2] == row[4]
+
+
+def ensure_bucket(lake: LakeConfig) -> None:
+    from storage.blobs import create_minio
+    from storage.blobs import ensure_bucket as make
+
+    make(
+        create_minio(
+            lake.s3_endpoint,
+            access_key=lake.s3_access_key,
+            secret_key=lake.s3_secret_key,
+            secure=lake.s3_secure,
+            region=lake.s3_region,
+        ),
+        lake.bucket,
+    )
+
+
+def execute_lake_run(job: EtlJob, handle: RunHandle, result: RunResult, lake: LakeConfig) -> None:
+    conn, cfg = handle.conn, job.config
+    tables = cfg.configuration.tables
+    fresh = {t.name for t in tables if tracking.ensure_tracking(conn, t)}
+    mark, extracted_at = tracking.take_watermark(conn)
+    tracking.record_progress(conn, handle.run_id, {}, mark)
+    conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{lake.metadata_schema}"')
+    ensure_bucket(lake)
+
+    with engine.lake_writer(lake, cfg.database_url, cfg.threads, cfg.memory_limit) as duck:
+        duck.execute("BEGIN")
+        since, last_run = lake_watermark(duck, cfg.configuration.name)
+        copied: set[str] = set()
+        for spec in tables:
+            t0 = time.monotonic()
+            columns = tracking.source_columns(conn, spec.name)
+            if (
+                handle.kind == "full"
+                or since is None
+                or spec.name in fresh
+                or not job._same_columns(duck, spec.name, columns)
+            ):
+                n = job._copy_full(duck, spec, columns, compression=False)
+                copied.add(spec.name)
+            else:
+                n = job._apply_changes(duck, spec, columns, since)
+                if handle.kind == "backfill" and handle.backfill and spec.backfill_predicate:
+                    n += job._rewrite_range(duck, spec, columns, handle.backfill)
+            result.rows[spec.name] = n
+            result.seconds[spec.name] = time.monotonic() - t0
+            log.info(
+                "etl.table_loaded",
+                table=spec.name,
+                rows=n,
+                seconds=round(result.seconds[spec.name], 3),
+            )
+            tracking.record_progress(conn, handle.run_id, result.rows, mark)
+            if cfg.pause_after_table_s:
+                time.sleep(cfg.pause_after_table_s)
+        if cfg.configuration.star_schema and (
+            since is None or copied or not _star_is_current(duck)
+        ):
+            # views name the tables they read; a table recreated in full, a first run
+            # or dates beyond dim_date's range rebuild them. Else nothing to write: an
+            # unchanged star costs an incremental run no catalog change and no file
+            build_star_schema(duck)
+        duck.execute(META_DDL)
+        duck.execute("DELETE FROM _etl_meta")
+        duck.execute(
+            "INSERT INTO _etl_meta VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                handle.run_id,
+                handle.kind,
+                cfg.configuration.name,
+                mark.snapshot,
+                mark.xmin,
+                extracted_at,
+            ],
+        )
+        duck.execute(
+            "CALL ducklake_set_commit_message(?, 'polyshop-etl', ?)",
+            [engine.SNAPSHOT, f"run {handle.run_id} ({handle.kind})"],
+        )
+        t0 = time.monotonic()
+        duck.execute("COMMIT")
+        result.seconds["commit"] = time.monotonic() - t0
+        row = duck.execute(
+            f"SELECT id FROM ducklake_current_snapshot('{engine.SNAPSHOT}') t(id)"
+        ).fetchone()
+        snapshot_id = int(row[0]) if row else 0
+        log.info(
+            "etl.committed",
+            snapshot=snapshot_id,
+            previous_run=last_run,
+            seconds=round(result.seconds["commit"], 3),
+        )
+
+    name = f"lake@{snapshot_id}"
+    tracking.finish_lake_run(conn, handle.run_id, result.rows, name, mark, [t.name for t in tables])
+    result.snapshot, result.extracted_at = name, extracted_at
