@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from app.metrics import CACHE_BREAKER_STATE, CACHE_REQUESTS
+from app.metrics import CACHE_BREAKER_STATE, CACHE_FILLS, CACHE_REQUESTS
 from app.stores import Stores
 from storage import outbox, products
+from storage.generation import read_generation
 from storage.outbox import OutboxEvent
 from storage.postgres import read_connection
-from storage.product_cache import BreakerState, CacheResult, ProductCache
+from storage.product_cache import BreakerState, CacheResult, FillResult, ProductCache
 
 CONSUMER_NAME = "cache"
 
@@ -22,6 +23,10 @@ _BREAKER_GAUGE: dict[BreakerState, int] = {"closed": 0, "half-opened": 1, "opene
 
 def _count(result: CacheResult) -> None:
     CACHE_REQUESTS.labels(result).inc()
+
+
+def _fill(result: FillResult) -> None:
+    CACHE_FILLS.labels(result).inc()
 
 
 def _breaker(state: BreakerState) -> None:
@@ -35,6 +40,10 @@ def build_product_cache(stores: Stores) -> ProductCache:
         async with read_connection(stores.pg) as conn:
             return await outbox.undelivered(conn, CONSUMER_NAME, products.AGGREGATE)
 
+    async def generation() -> str:
+        async with read_connection(stores.pg) as conn:
+            return await read_generation(conn)
+
     return ProductCache(
         stores.redis,
         prefix=s.redis_prefix,
@@ -47,6 +56,10 @@ def build_product_cache(stores: Stores) -> ProductCache:
         on_result=_count,
         on_breaker_state=_breaker,
         catch_up=undelivered,
+        generation=generation,
+        generation_check_s=s.cache_generation_check_s,
+        floor_ttl_ms=int(s.cache_floor_ttl_s * 1000),
+        on_fill=_fill,
     )
 
 
