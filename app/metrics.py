@@ -104,7 +104,8 @@ RATE_LIMIT_REJECTIONS = Counter(
 )
 RATE_LIMIT_ERRORS = Counter(
     "polyshop_ratelimit_errors_total",
-    "Requests let through unlimited (fail open): redis (the check failed) or skipped "
-    "(Redis failed moments ago)",
+    "Rate-limit checks that failed: redis (connection failed) and timeout (timed out twice)"
+    " and skipped (Redis failed moments ago) were let through unlimited (fail open);"
+    " timeout_retried was retried once and then decided (not fail open)",
     ["reason"],
 )

@@ -54,6 +54,8 @@ from purgatory.service._async.circuitbreaker import AsyncCircuitBreaker
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from storage.redis_errors import TimeoutRate, is_timeout
+
 CacheResult = Literal["hit", "miss", "error", "bypass"]
 # a fill: stored, refused by the floor guard, or skipped because its load was too slow
 FillResult = Literal["stored", "refused", "slow"]
@@ -101,6 +103,7 @@ _RELEASE_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
 
 _REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 
@@ -169,8 +172,13 @@ class ProductCache:
         self.breaker_open_s = breaker_open_s
         self._on_result = on_result
         self._on_breaker_state = on_breaker_state
+        # The breaker opens on failed connections; on timeouts only above a rate: one late
+        # answer is more often this process's busy event loop than a sick Redis.
+        self._timeouts = TimeoutRate(breaker_threshold)
         self._breakers = AsyncCircuitBreakerFactory(
-            default_threshold=breaker_threshold, default_ttl=breaker_open_s
+            default_threshold=breaker_threshold,
+            default_ttl=breaker_open_s,
+            exclude=[(Exception, self._a_lone_timeout)],
         )
         self._breakers.add_listener(self._breaker_event)
         self._circuit: AsyncCircuitBreaker | None = None
@@ -500,6 +508,13 @@ class ProductCache:
         except _Bypass as bypass:
             self._on_result(bypass.result)
             return None
+
+    def _a_lone_timeout(self, exc: BaseException) -> bool:
+        """Breaker filter: True (not a failure) for a timeout below the rate."""
+        if not is_timeout(exc):
+            return False
+        self._timeouts.record()
+        return not self._timeouts.exceeded()
 
     def _breaker_event(self, name: str, kind: str, event: Any) -> None:
         if kind == "state_changed":
