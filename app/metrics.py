@@ -28,6 +28,12 @@ CACHE_HANDOFFS = Counter(
     " timeout",
     ["outcome"],
 )
+CACHE_FILLS = Counter(
+    "polyshop_cache_fills_total",
+    "Product cache fills after a miss: stored, refused (a write moved the version floor, or"
+    " the row is older than it), slow (the load outlasted half the floor's lifetime)",
+    ["outcome"],
+)
 CACHE_BREAKER_STATE = Gauge(
     "polyshop_cache_breaker_state",
     "Redis cache circuit breaker: 0 closed, 1 half-open, 2 open",
@@ -87,7 +93,8 @@ RATE_LIMIT_REJECTIONS = Counter(
 )
 RATE_LIMIT_ERRORS = Counter(
     "polyshop_ratelimit_errors_total",
-    "Requests let through unlimited (fail open): redis (the check failed) or skipped "
-    "(Redis failed moments ago)",
+    "Rate-limit checks that failed: redis (connection failed) and timeout (timed out twice)"
+    " and skipped (Redis failed moments ago) were let through unlimited (fail open);"
+    " timeout_retried was retried once and then decided (not fail open)",
     ["reason"],
 )

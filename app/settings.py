@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     cache_lease_wait_ms: int = Field(1000, ge=0, description="how long others wait for it")
     cache_breaker_threshold: int = Field(5, ge=1, description="Redis failures that open it")
     cache_breaker_open_s: float = Field(5.0, gt=0, description="open time before a probe")
+    cache_floor_ttl_s: float = Field(
+        30.0, gt=0, description="a version floor lives this long after its last write"
+    )
+    cache_generation_check_s: float = Field(
+        5.0, gt=0, description="reads re-read the data generation this often (restore)"
+    )
     cache_handoff_wait_s: float = Field(
         1.0,
         ge=0,

@@ -15,15 +15,16 @@ from redis.asyncio import Redis
 
 from analytics.duck import AnalyticsStore, SandboxLimits, create_analytics_store
 from analytics.lake import LakeConfig, LakeStore
-from app.metrics import CACHE_BREAKER_STATE, CACHE_REQUESTS
+from app.metrics import CACHE_BREAKER_STATE, CACHE_FILLS, CACHE_REQUESTS
 from app.settings import Settings
 from search.engine import SearchEngine, create_search_engine
 from storage import outbox, products
 from storage.api_keys import ApiKeyCache
 from storage.blobs import create_minio
 from storage.cache import create_redis
+from storage.generation import read_generation
 from storage.postgres import create_pool, read_connection
-from storage.product_cache import BreakerState, CacheResult, ProductCache
+from storage.product_cache import BreakerState, CacheResult, FillResult, ProductCache
 
 log = structlog.get_logger()
 
@@ -54,6 +55,10 @@ def _count_cache_result(result: CacheResult) -> None:
     CACHE_REQUESTS.labels(result).inc()
 
 
+def _count_fill(result: FillResult) -> None:
+    CACHE_FILLS.labels(result).inc()
+
+
 def _export_breaker(state: BreakerState) -> None:
     CACHE_BREAKER_STATE.set(_BREAKER_GAUGE[state])
 
@@ -65,6 +70,10 @@ def create_product_cache(settings: Settings, pg: PgPool, redis: Redis) -> Produc
     async def undelivered() -> list[tuple[int, int]]:
         async with read_connection(pg) as conn:
             return await outbox.undelivered(conn, CACHE_CONSUMER, products.AGGREGATE)
+
+    async def generation() -> str:
+        async with read_connection(pg) as conn:
+            return await read_generation(conn)
 
     return ProductCache(
         redis,
@@ -78,6 +87,10 @@ def create_product_cache(settings: Settings, pg: PgPool, redis: Redis) -> Produc
         on_result=_count_cache_result,
         on_breaker_state=_export_breaker,
         catch_up=undelivered,
+        generation=generation,
+        generation_check_s=settings.cache_generation_check_s,
+        floor_ttl_ms=int(settings.cache_floor_ttl_s * 1000),
+        on_fill=_count_fill,
     )
 
 

@@ -31,10 +31,13 @@ import psycopg
 import redis
 
 from app.settings import get_settings
+from bench.isolation import bench_env, bench_settings
 from storage import migrate
 
-SCHEMA = "bench_catalog"
-PREFIX = "bench_catalog:"
+# names of this run's own (bench/isolation.py): never the shop's schema, prefix or index
+_OWN = bench_env(bench_settings(get_settings(), "catalog"))
+SCHEMA = _OWN["POLYSHOP_DATABASE_SCHEMA"]
+PREFIX = _OWN["POLYSHOP_REDIS_PREFIX"]
 CACHED_PORT = 18080
 UNCACHED_PORT = 18081
 CACHED = "cached (Redis)"
@@ -100,8 +103,7 @@ def _drop_schema(url: str, redis_url: str) -> None:
 def _server(port: int, **settings: str) -> Iterator[str]:
     env = {
         **os.environ,
-        "POLYSHOP_DATABASE_SCHEMA": SCHEMA,
-        "POLYSHOP_REDIS_PREFIX": PREFIX,
+        **_OWN,
         "POLYSHOP_ACCESS_LOG": "false",
         "POLYSHOP_RATE_LIMIT_ENABLED": "false",  # measure the read path, not the limiter
         **{f"POLYSHOP_{k.upper()}": v for k, v in settings.items()},

@@ -30,20 +30,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
-import psycopg
 from asgi_lifespan import LifespanManager
 from minio import Minio
 from PIL import Image
 
 from app.main import create_app
 from app.settings import Settings, get_settings
-from app.stores import Stores, create_blob_client, open_stores
+from app.stores import Stores, open_stores
 from bench.cpu import CpuMeter, spent
+from bench.isolation import bench_env, bench_settings, drop_bench_state
 from bench.served import served_api
 from images.metrics import IMAGE_UPLOAD_STAGE
 from images.renditions import make_pending
 from storage import api_keys, migrate
-from storage.blobs import empty_bucket, ensure_bucket, remove_bucket
+from storage.blobs import empty_bucket, ensure_bucket
 
 STAGES = ("receive", "decode", "encode", "resize", "store", "put")
 
@@ -201,15 +201,7 @@ def _add(total: Result, part: Result) -> None:
 
 
 async def main(n: int, rounds: int, concurrency: int, served: list[int]) -> None:
-    base = get_settings()
-    tag = uuid.uuid4().hex[:8]
-    settings: Settings = base.model_copy(
-        update={
-            "database_schema": f"bench_images_{tag}",
-            "s3_bucket": f"bench-images-{tag}",
-            "database_pool_max": concurrency + 4,
-        }
-    )
+    settings = bench_settings(get_settings(), "images", database_pool_max=concurrency + 4)
     await asyncio.to_thread(migrate.upgrade, settings.database_url, settings.database_schema)
     images = make_jpegs(n)
     print(f"{n} JPEGs, mean {sum(map(len, images)) / n / 1e6:.2f} MB, 1600x1200")
@@ -301,9 +293,7 @@ async def main(n: int, rounds: int, concurrency: int, served: list[int]) -> None
         for workers in served:
             await _served(settings, images, rounds, concurrency, workers, headers, product_ids)
     finally:
-        with psycopg.connect(settings.database_url, autocommit=True) as sync_conn:
-            sync_conn.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
-        _drop_bucket(settings)
+        await drop_bench_state(settings)
 
 
 async def _served(
@@ -319,8 +309,7 @@ async def _served(
     over HTTP from this process's httpx client) against the raw put, rounds alternating;
     the server's CPU is read from /proc for its whole process tree."""
     env = {
-        "POLYSHOP_DATABASE_SCHEMA": settings.database_schema,
-        "POLYSHOP_S3_BUCKET": settings.s3_bucket,
+        **bench_env(settings),
         "POLYSHOP_IMAGE_RENDITIONS": "worker",
         "POLYSHOP_DATABASE_POOL_MAX": str(settings.database_pool_max),
     }
@@ -348,10 +337,6 @@ async def _served(
     print(f"throughput ratio served / raw put:   {http.rate / raw.rate:.2f}x")
     print("  " + raw.cpu_line())
     print("  " + http.cpu_line())
-
-
-def _drop_bucket(settings: Settings) -> None:
-    remove_bucket(create_blob_client(settings), settings.s3_bucket)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import asyncio
 import os
 import statistics
 import time
-import uuid
 
 import httpx
 from asgi_lifespan import LifespanManager
@@ -26,7 +25,7 @@ from asgi_lifespan import LifespanManager
 from app.logging import configure_logging
 from app.main import create_app
 from app.settings import Settings
-from storage.cache import create_redis
+from bench.isolation import bench_settings, bench_stores
 
 
 async def _run(settings: Settings, requests: int, concurrency: int) -> tuple[float, list[float]]:
@@ -65,10 +64,9 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def main(requests: int, concurrency: int, rounds: int) -> None:
-    prefix = f"bench-limits-{uuid.uuid4().hex[:8]}:"
-    base = Settings().model_copy(
+    isolated = bench_settings(Settings(), "limits")
+    base = isolated.model_copy(
         update={
-            "redis_prefix": prefix,
             "access_log": False,  # log lines would dominate; measured separately below
             "rate_limit_key_capacity": 10**9,
             "rate_limit_address_capacity": 10**9,
@@ -84,18 +82,12 @@ async def main(requests: int, concurrency: int, rounds: int) -> None:
         ),
     }
     results: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in modes}
-    try:
+    async with bench_stores(isolated):  # its own schema and prefix, dropped afterwards
         for _ in range(rounds):
             for name, settings in modes.items():
                 rate, latencies = await _run(settings, requests // rounds, concurrency)
                 results[name][0].append(rate)
                 results[name][1].extend(latencies)
-    finally:
-        redis = create_redis(base.redis_url, timeout_s=5)
-        keys = [k async for k in redis.scan_iter(match=f"{prefix}*", count=1000)]
-        if keys:
-            await redis.delete(*keys)
-        await redis.aclose()
 
     baseline = statistics.median(results["rate limit off (baseline)"][0])
     print(f"{requests} requests per mode, concurrency {concurrency}, {rounds} rounds")

@@ -16,13 +16,13 @@ import uuid
 from dataclasses import dataclass
 
 import httpx
-import psycopg
 from asgi_lifespan import LifespanManager
 
 from app.main import create_app
 from app.settings import Settings, get_settings
 from app.stores import Stores
-from storage import api_keys, migrate
+from bench.isolation import bench_settings, bench_stores
+from storage import api_keys
 
 ROUNDS = 4
 
@@ -103,36 +103,32 @@ async def _scenario(
 
 
 async def main(orders: int, concurrency: int, skus: int) -> None:
-    base = get_settings()
-    schema = f"bench_orders_{uuid.uuid4().hex[:8]}"
-    settings: Settings = base.model_copy(
-        update={"database_schema": schema, "database_pool_max": concurrency + 2}
-    )
-    await asyncio.to_thread(migrate.upgrade, settings.database_url, schema)
-    try:
-        app = create_app(settings)
-        async with LifespanManager(app):
-            stores: Stores = app.state.stores
-            products, keys = await _setup(stores, skus, concurrency)
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-                await _scenario("warm-up", client, keys, products, concurrency * 4)
-                # alternate the two in rounds, so noise from a shared machine hits both
-                spread = Result(f"no contention ({skus} SKUs)", 0, 0.0, [])
-                hot = Result("contention (1 hot SKU)", 0, 0.0, [])
-                for _ in range(ROUNDS):
-                    for total, items in ((spread, products), (hot, products[:1])):
-                        r = await _scenario(total.name, client, keys, items, orders // ROUNDS)
-                        total.orders += r.orders
-                        total.seconds += r.seconds
-                        total.latencies += r.latencies
-        print(f"order creation, {concurrency} concurrent clients, in-process ASGI")
-        print(spread.line())
-        print(hot.line())
-        print(f"throughput ratio contention / no contention: {hot.rate / spread.rate:.2f}x")
-    finally:
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    settings = bench_settings(get_settings(), "orders", database_pool_max=concurrency + 2)
+    async with bench_stores(settings):
+        await _main(settings, orders, concurrency, skus)
+
+
+async def _main(settings: Settings, orders: int, concurrency: int, skus: int) -> None:
+    app = create_app(settings)
+    async with LifespanManager(app):
+        stores: Stores = app.state.stores
+        products, keys = await _setup(stores, skus, concurrency)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            await _scenario("warm-up", client, keys, products, concurrency * 4)
+            # alternate the two in rounds, so noise from a shared machine hits both
+            spread = Result(f"no contention ({skus} SKUs)", 0, 0.0, [])
+            hot = Result("contention (1 hot SKU)", 0, 0.0, [])
+            for _ in range(ROUNDS):
+                for total, items in ((spread, products), (hot, products[:1])):
+                    r = await _scenario(total.name, client, keys, items, orders // ROUNDS)
+                    total.orders += r.orders
+                    total.seconds += r.seconds
+                    total.latencies += r.latencies
+    print(f"order creation, {concurrency} concurrent clients, in-process ASGI")
+    print(spread.line())
+    print(hot.line())
+    print(f"throughput ratio contention / no contention: {hot.rate / spread.rate:.2f}x")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import json
 import random
 import statistics
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,13 +27,14 @@ from app.main import create_app
 from app.relay import Relay
 from app.settings import Settings, get_settings
 from app.stores import Stores, open_stores
+from bench.isolation import bench_settings, bench_stores
 from search.consumer import SearchIndexConsumer
 from search.index_admin import alias_name, create_index, finish_bulk_load, new_index_name
 from search.mapping import document
 from search.query import SearchParams, search_body, suggest_body
 from search.reindex import bulk_load
 from search.sync import ROW_COLUMNS, apply_operations
-from storage import migrate, outbox
+from storage import outbox
 
 ADJECTIVES = [
     "ergonomic",
@@ -249,7 +249,7 @@ async def _send_prepared(
     return sum(await asyncio.gather(*(send(b) for b in batches)))
 
 
-async def bench_lag(stores: Stores, writes: int) -> list[float]:
+async def bench_lag(stores: Stores, writes: int, n_products: int) -> list[float]:
     """Update products through SQL + outbox while the relay runs; time until the new
     version is visible to a search (poll every 10 ms)."""
     index = alias_name(stores.settings.search_index_prefix)
@@ -262,7 +262,7 @@ async def bench_lag(stores: Stores, writes: int) -> list[float]:
     lags = []
     try:
         for _ in range(writes):
-            pid = rng.randint(1, 1000)
+            pid = rng.randint(1, min(1000, n_products))
             async with stores.pg.connection() as conn, conn.transaction():
                 cur = await conn.execute(
                     "UPDATE products SET price_minor = price_minor + 1, version = version + 1,"
@@ -342,27 +342,12 @@ async def pg_search(conn: psycopg.AsyncConnection[Any], p: dict[str, Any]) -> No
 
 
 async def main(n_products: int, n_queries: int, lag_writes: int) -> None:
-    base = get_settings()
-    tag = uuid.uuid4().hex[:8]
-    settings = base.model_copy(
-        update={
-            "database_schema": f"bench_search_{tag}",
-            "search_index_prefix": f"bench-{tag}",
-            "search_timeout_s": 30.0,
-        }
-    )
-    await asyncio.to_thread(migrate.upgrade, settings.database_url, settings.database_schema)
-    try:
-        async with open_stores(settings, application_name="polyshop-bench") as stores:
-            await run(stores, settings, n_products, n_queries, lag_writes)
-    finally:
-        async with await psycopg.AsyncConnection.connect(
-            settings.database_url, autocommit=True
-        ) as conn:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
-        async with open_stores(settings, application_name="polyshop-bench") as stores:
-            found = await stores.search.indices_matching(f"{settings.search_index_prefix}*")
-            await stores.search.delete_indices(found)
+    settings = bench_settings(get_settings(), "search", search_timeout_s=30.0)
+    async with (
+        bench_stores(settings),
+        open_stores(settings, application_name="polyshop-bench") as stores,
+    ):
+        await run(stores, settings, n_products, n_queries, lag_writes)
 
 
 async def run(
@@ -450,7 +435,7 @@ async def run(
         f" p99 {_pct(pg_times, 0.99) / _pct(engine_times, 0.99):.2f}x"
     )
 
-    lags = await bench_lag(stores, lag_writes)
+    lags = await bench_lag(stores, lag_writes, n_products)
     print(
         f"commit-to-searchable ({len(lags)} writes): p50 {_pct(lags, 0.5):.0f} ms,"
         f" p95 {_pct(lags, 0.95):.0f} ms, p99 {_pct(lags, 0.99):.0f} ms,"

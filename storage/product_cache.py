@@ -1,18 +1,33 @@
 """Redis read cache of product responses: cache-aside, versioned, race- and stampede-safe.
 
-Keys (under the configured prefix), per product id:
-- `product:{id}`       the serialized response as `b"<version>\\n<body>"`, with a jittered TTL;
-- `product:{id}:floor` the highest version a writer has invalidated (the "version floor");
-- `product:{id}:lease` who is loading a cold key right now (other replicas wait for it).
+Keys (under the configured prefix), per data generation `{g}` and product id:
+- `product:{g}:{id}`       the serialized response as `b"<version>\\n<body>"`, jittered TTL;
+- `product:{g}:{id}:floor` the highest version a writer has invalidated (the "version
+  floor"), kept `floor_ttl_ms` after the last write: as long as the stale-set race needs;
+- `product:{g}:{id}:lease` who is loading a cold key right now (other replicas wait for it).
+
+Generation: derived state must not outlive the database state it was derived from. The
+generation (storage/generation.py) changes when Postgres goes back in time (a restore, a
+failover to a replica that was behind); a new generation never reads an old one's keys,
+so neither cached rows from the lost future nor floors ahead of the restored versions
+survive it. Reads re-read it every `generation_check_s`; a write reads it every time
+and also invalidates the previous generation for a while after a change, because other
+replicas may still read that one until their next check.
 
 Stale-set race: a reader reads the floor BEFORE it reads Postgres and fills the cache only
 if, atomically (Lua), the floor is still the one it saw and its version is not below it. A
 write bumps the floor after its commit, so a reader that read the old row before the commit
 cannot put it back once the write has returned (design guarantee 3).
 
+The floor guards a fill only while it exists, so a fill whose load took longer than half
+the floor's lifetime is not stored (its floor may have expired meanwhile).
+
 Stampede: one load per key per process at a time (single flight, keyed by the floor seen,
 so a caller arriving after a write never joins a load begun before it), plus a short Redis
-lease so that other replicas poll the key briefly instead of all reading Postgres.
+lease so that other replicas poll the key briefly instead of all reading Postgres. They
+poll the value and the lease together, with a short backoff, and stop as soon as the
+loader has stored the value or released its lease without storing (a refused fill, a
+failed load): they never sleep the whole wait for nothing.
 
 Redis down: a circuit breaker (purgatory) opens after N consecutive failures; while open,
 reads go straight to Postgres without touching Redis, then one request probes it again.
@@ -24,6 +39,8 @@ invalidate while Redis was out of reach, so their old bytes are not served after
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import random
 import time
 import uuid
@@ -37,13 +54,21 @@ from purgatory.service._async.circuitbreaker import AsyncCircuitBreaker
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from storage.redis_errors import TimeoutRate, is_timeout
+
 CacheResult = Literal["hit", "miss", "error", "bypass"]
+# a fill: stored, refused by the floor guard, or skipped because its load was too slow
+FillResult = Literal["stored", "refused", "slow"]
+GenerationSource = Callable[[], Awaitable[str]]
+Flight = tuple[int, str, bytes | None]  # product id, generation, floor seen
 # (product id, version) pairs whose invalidation may not have been applied yet
 CatchUp = Callable[[], Awaitable[Iterable[tuple[int, int]]]]
 BreakerState = Literal["closed", "opened", "half-opened"]
 CIRCUIT = "redis-product-cache"
-FLOOR_TTL_MS = 7 * 24 * 3600 * 1000  # must outlive every cached value; refreshed on writes
-POLL_INTERVAL_S = 0.02
+FLOOR_TTL_MS = 30_000  # default; refreshed by every write of the product
+POLL_FIRST_S = 0.002  # lease waiters poll from this interval, doubling ...
+POLL_MAX_S = 0.025  # ... up to this one
+NO_GENERATION = "0"  # a cache built without a generation source (unit tests)
 MAX_MISSED = 10_000
 
 # Fill only if no write has bumped the floor since the reader looked at it.
@@ -79,6 +104,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+
 _REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 
 T = TypeVar("T")
@@ -111,6 +137,10 @@ def _noop_state(state: BreakerState) -> None:
     return None
 
 
+def _noop_fill(result: FillResult) -> None:
+    return None
+
+
 class ProductCache:
     """One per process (it holds the single-flight table and the breaker)."""
 
@@ -128,6 +158,10 @@ class ProductCache:
         on_result: Callable[[CacheResult], None] = _noop_result,
         on_breaker_state: Callable[[BreakerState], None] = _noop_state,
         catch_up: CatchUp | None = None,
+        generation: GenerationSource | None = None,
+        generation_check_s: float = 5.0,
+        floor_ttl_ms: int = FLOOR_TTL_MS,
+        on_fill: Callable[[FillResult], None] = _noop_fill,
     ) -> None:
         self.redis = redis
         self.prefix = prefix
@@ -138,12 +172,17 @@ class ProductCache:
         self.breaker_open_s = breaker_open_s
         self._on_result = on_result
         self._on_breaker_state = on_breaker_state
+        # The breaker opens on failed connections; on timeouts only above a rate: one late
+        # answer is more often this process's busy event loop than a sick Redis.
+        self._timeouts = TimeoutRate(breaker_threshold)
         self._breakers = AsyncCircuitBreakerFactory(
-            default_threshold=breaker_threshold, default_ttl=breaker_open_s
+            default_threshold=breaker_threshold,
+            default_ttl=breaker_open_s,
+            exclude=[(Exception, self._a_lone_timeout)],
         )
         self._breakers.add_listener(self._breaker_event)
         self._circuit: AsyncCircuitBreaker | None = None
-        self._inflight: dict[tuple[int, bytes | None], asyncio.Task[Entry | None]] = {}
+        self._inflight: dict[Flight, asyncio.Task[Entry | None]] = {}
         # This replica never serves what it failed to invalidate, even before the outbox
         # relay catches up. With `catch_up` (the app's cache): a Redis call that fails or
         # is skipped by the breaker sets `_outage_seen`, and the next read first applies
@@ -154,20 +193,63 @@ class ProductCache:
         self._missed: dict[int, int] = {}
         self._catch_up = catch_up
         self._outage_seen = False
+        self.floor_ttl_ms = floor_ttl_ms
+        self._on_fill = on_fill
+        self._generation_source = generation
+        self.generation_check_s = generation_check_s
+        self.generation = NO_GENERATION
+        self._generation_read_at = -math.inf
+        # the generation before the last change, and until when writes invalidate it too
+        self._previous: tuple[str, float] | None = None
+        self._generation_lock = asyncio.Lock()
         self._set_if_fresh = redis.register_script(_SET_IF_FRESH)
         self._invalidate = redis.register_script(_INVALIDATE)
         self._release = redis.register_script(_RELEASE_LEASE)
 
     # keys
 
-    def value_key(self, product_id: int) -> str:
-        return f"{self.prefix}product:{product_id}"
+    def value_key(self, product_id: int, generation: str | None = None) -> str:
+        return f"{self.prefix}product:{generation or self.generation}:{product_id}"
 
-    def floor_key(self, product_id: int) -> str:
-        return f"{self.prefix}product:{product_id}:floor"
+    def floor_key(self, product_id: int, generation: str | None = None) -> str:
+        return f"{self.value_key(product_id, generation)}:floor"
 
-    def lease_key(self, product_id: int) -> str:
-        return f"{self.prefix}product:{product_id}:lease"
+    def lease_key(self, product_id: int, generation: str | None = None) -> str:
+        return f"{self.value_key(product_id, generation)}:lease"
+
+    def pattern(self) -> str:
+        """Every key of this cache, of every generation (for a flush)."""
+        return f"{self.prefix}product:*"
+
+    # generation
+
+    async def refresh_generation(self, *, force: bool = False) -> str:
+        """The current generation, re-read from Postgres when the last read is older than
+        `generation_check_s` (or always, with `force`). Raises if it cannot be read."""
+        if self._generation_source is None:
+            return self.generation
+        if not force and time.monotonic() - self._generation_read_at < self.generation_check_s:
+            return self.generation
+        async with self._generation_lock:  # one read per process at a time
+            if not force and (
+                time.monotonic() - self._generation_read_at < self.generation_check_s
+            ):
+                return self.generation  # another caller read it while we waited
+            read_at = time.monotonic()
+            current = await self._generation_source()
+            if current != self.generation:
+                if self.generation != NO_GENERATION:
+                    # other replicas may read the old one until their next check
+                    self._previous = (self.generation, read_at + 2 * self.generation_check_s)
+                self.generation = current
+            self._generation_read_at = read_at
+        return self.generation
+
+    def _generations_to_invalidate(self) -> list[str]:
+        gens = [self.generation]
+        if self._previous is not None and time.monotonic() < self._previous[1]:
+            gens.append(self._previous[0])
+        return gens
 
     # reads
 
@@ -175,12 +257,20 @@ class ProductCache:
         """The cached entry, or `load()` (Postgres) on a miss, filling the cache safely.
         None means the product does not exist (not cached: creation needs no invalidation)."""
         try:
+            await self.refresh_generation()
+        except Exception:  # Postgres: keep the generation we have; if none yet, skip Redis
+            if self._generation_source is not None and self.generation == NO_GENERATION:
+                self._on_result("bypass")
+                return await load()
+        started = time.monotonic()
+        try:
             if self._catch_up is not None:
                 if self._outage_seen:
                     await self._catch_up_after_outage()
             elif self._missed:
                 await self._guarded(self._apply_missed())
-            raw, token = await self._guarded(self._read(product_id))
+            gen = self.generation  # the whole read stays in it, even if it changes meanwhile
+            raw, token = await self._guarded(self._read(product_id, gen))
         except _Bypass as bypass:
             self._on_result(bypass.result)
             return await load()
@@ -191,89 +281,112 @@ class ProductCache:
         # Join only a load that saw the same floor: one started before a write that has
         # since invalidated (floor moved) may return the old row, which this caller, coming
         # after the write, must not get.
-        flight = (product_id, token)
+        flight = (product_id, gen, token)
         task = self._inflight.get(flight)
         if task is None:
-            task = asyncio.create_task(self._fill(product_id, token, load))
+            task = asyncio.create_task(self._fill(product_id, gen, token, load, started))
             self._inflight[flight] = task
             task.add_done_callback(lambda t: self._settled(flight, t))
         # shield: one caller going away (client disconnect) must not cancel the others' load
         return await asyncio.shield(task)
 
-    def _settled(self, flight: tuple[int, bytes | None], task: asyncio.Task[Entry | None]) -> None:
+    def _settled(self, flight: Flight, task: asyncio.Task[Entry | None]) -> None:
         self._inflight.pop(flight, None)
         if not task.cancelled():
             task.exception()  # retrieved: every waiter may have gone (no "never retrieved")
 
-    async def _read(self, product_id: int) -> tuple[bytes | None, bytes | None]:
+    async def _read(self, product_id: int, gen: str) -> tuple[bytes | None, bytes | None]:
         # One MGET: the value, and the floor a miss will need (cheaper than a pipeline).
-        raw, floor = await self.redis.mget(self.value_key(product_id), self.floor_key(product_id))
+        raw, floor = await self.redis.mget(
+            self.value_key(product_id, gen), self.floor_key(product_id, gen)
+        )
         return _as_bytes(raw), _as_bytes(floor)
 
-    async def _fill(self, product_id: int, token: bytes | None, load: Loader) -> Entry | None:
+    async def _fill(
+        self, product_id: int, gen: str, token: bytes | None, load: Loader, started: float
+    ) -> Entry | None:
         lease = uuid.uuid4().hex
+        lease_key = self.lease_key(product_id, gen)
         try:
             got_lease = await self._guarded(
-                self.redis.set(self.lease_key(product_id), lease, nx=True, px=self.lease_ms)
+                self.redis.set(lease_key, lease, nx=True, px=self.lease_ms)
             )
         except _Bypass:
             return await load()
         if not got_lease:
-            waited = await self._wait_for_other_replica(product_id)
+            waited = await self._wait_for_other_replica(product_id, gen)
             if waited is not None:
                 return waited
         else:
             # Double check: the previous holder may have filled the key between our miss
             # and our lease (its load finished in that window).
-            filled = await self._quietly(self.redis.get(self.value_key(product_id)))
+            filled = await self._quietly(self.redis.get(self.value_key(product_id, gen)))
             if isinstance(filled, bytes):
-                await self._quietly(self._release(keys=[self.lease_key(product_id)], args=[lease]))
+                await self._quietly(self._release(keys=[lease_key], args=[lease]))
                 return Entry.decode(filled)
         try:
             entry = await load()
             if entry is not None:
-                await self._store(product_id, token, entry)
+                if time.monotonic() - started > self.floor_ttl_ms / 2000:
+                    # the floor this fill was checked against may have expired by now
+                    self._on_fill("slow")
+                else:
+                    await self._store(product_id, gen, token, entry)
             return entry
         finally:
             if got_lease:
-                await self._quietly(self._release(keys=[self.lease_key(product_id)], args=[lease]))
+                await self._quietly(self._release(keys=[lease_key], args=[lease]))
 
-    async def _wait_for_other_replica(self, product_id: int) -> Entry | None:
-        """Another replica holds the lease: poll briefly for the value it will store."""
+    async def _wait_for_other_replica(self, product_id: int, gen: str) -> Entry | None:
+        """Another replica holds the lease: poll the value it will store and its lease, and
+        stop as soon as either the value is there or the lease is gone without one (the
+        loader failed, or its fill was refused): then the caller loads for itself."""
         deadline = time.monotonic() + self.lease_wait_ms / 1000
+        interval = POLL_FIRST_S
+        value_key, lease_key = self.value_key(product_id, gen), self.lease_key(product_id, gen)
         while time.monotonic() < deadline:
-            await asyncio.sleep(POLL_INTERVAL_S)
+            await asyncio.sleep(interval)
+            interval = min(interval * 2, POLL_MAX_S)
             try:
-                raw = await self._guarded(self.redis.get(self.value_key(product_id)))
+                raw, lease = await self._guarded(self.redis.mget(value_key, lease_key))
             except _Bypass:
                 return None
             if isinstance(raw, bytes):
                 return Entry.decode(raw)
+            if lease is None:  # released without a value (the loader stores before it)
+                return None
         return None
 
-    async def _store(self, product_id: int, token: bytes | None, entry: Entry) -> bool:
+    async def _store(self, product_id: int, gen: str, token: bytes | None, entry: Entry) -> bool:
         ttl_ms = int(self.ttl_s * 1000 * (1 + random.uniform(-self.ttl_jitter, self.ttl_jitter)))
         stored = await self._quietly(
             self._set_if_fresh(
-                keys=[self.value_key(product_id), self.floor_key(product_id)],
+                keys=[self.value_key(product_id, gen), self.floor_key(product_id, gen)],
                 args=[token or b"", entry.version, entry.encode(), max(ttl_ms, 1)],
             )
         )
+        if stored is not None:  # None: Redis failed (counted as an error already)
+            self._on_fill("stored" if stored else "refused")
         return bool(stored)
 
     async def store_if_fresh(self, product_id: int, token: bytes | None, entry: Entry) -> bool:
         """Fill the cache with `entry` read after `token` (the floor) was seen; refused if a
         write invalidated the product in between. Exposed for the race tests."""
-        return await self._store(product_id, token, entry)
+        return await self._store(product_id, self.generation, token, entry)
 
     async def read_floor(self, product_id: int) -> bytes | None:
+        await self.refresh_generation()
         floor = await self.redis.get(self.floor_key(product_id))
         return floor if isinstance(floor, bytes) else None
 
     # writes
 
     async def invalidate(self, product_id: int, version: int) -> bool:
-        """Request path, after the commit: best effort (the outbox consumer retries it)."""
+        """Request path, after the commit: best effort (the outbox consumer retries it).
+        Reads the generation first: a write must reach the keys every replica reads."""
+        # Postgres just committed this write; if it is gone now, keep the one we have
+        with contextlib.suppress(Exception):
+            await self.refresh_generation(force=True)
         try:
             await self._guarded(self._invalidate_many([(product_id, version)]))
         except _Bypass as bypass:
@@ -311,30 +424,49 @@ class ProductCache:
                 del self._missed[product_id]
 
     async def invalidate_strict(self, changes: Iterable[tuple[int, int]]) -> None:
-        """Relay path: raises if Redis is down, so the events are retried later."""
+        """Relay path: raises if Redis (or Postgres, for the generation) is down, so the
+        events are retried later."""
+        await self.refresh_generation(force=True)
         await self._invalidate_many(changes)
 
     async def _invalidate_many(self, changes: Iterable[tuple[int, int]]) -> None:
         changes = list(changes)
-        if len(changes) == 1:
+        gens = self._generations_to_invalidate()
+        if len(changes) == 1 and len(gens) == 1:
             # One EVALSHA (the script loads itself on NOSCRIPT). A pipeline would cost a
             # second round trip: redis-py sends SCRIPT EXISTS before every pipeline that
             # runs a script. This is the request path of every product write.
             await self._invalidate(
-                keys=self._invalidate_keys(changes[0][0]), args=[changes[0][1], FLOOR_TTL_MS]
+                keys=self._invalidate_keys(changes[0][0], gens[0]),
+                args=[changes[0][1], self.floor_ttl_ms],
             )
             return
         async with self.redis.pipeline(transaction=False) as pipe:
-            for product_id, version in changes:
-                await self._invalidate(
-                    keys=self._invalidate_keys(product_id),
-                    args=[version, FLOOR_TTL_MS],
-                    client=pipe,
-                )
+            for gen in gens:
+                for product_id, version in changes:
+                    await self._invalidate(
+                        keys=self._invalidate_keys(product_id, gen),
+                        args=[version, self.floor_ttl_ms],
+                        client=pipe,
+                    )
             await pipe.execute()
 
-    def _invalidate_keys(self, product_id: int) -> list[str]:
-        return [self.value_key(product_id), self.floor_key(product_id)]
+    def _invalidate_keys(self, product_id: int, generation: str) -> list[str]:
+        return [self.value_key(product_id, generation), self.floor_key(product_id, generation)]
+
+    async def flush(self) -> int:
+        """Delete every key of this cache, of every generation (values, floors, leases);
+        returns how many. For the restore procedure: `polyshop cache flush`."""
+        removed = 0
+        batch: list[bytes | str] = []
+        async for key in self.redis.scan_iter(match=self.pattern(), count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                removed += int(await self.redis.unlink(*batch))
+                batch = []
+        if batch:
+            removed += int(await self.redis.unlink(*batch))
+        return removed
 
     # breaker
 
@@ -376,6 +508,13 @@ class ProductCache:
         except _Bypass as bypass:
             self._on_result(bypass.result)
             return None
+
+    def _a_lone_timeout(self, exc: BaseException) -> bool:
+        """Breaker filter: True (not a failure) for a timeout below the rate."""
+        if not is_timeout(exc):
+            return False
+        self._timeouts.record()
+        return not self._timeouts.exceeded()
 
     def _breaker_event(self, name: str, kind: str, event: Any) -> None:
         if kind == "state_changed":

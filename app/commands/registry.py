@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from app.commands.cache import cache_cli
 from app.commands.etl import etl_cli
 from app.commands.images import images_cli
 from app.commands.keys import keys
@@ -18,5 +19,6 @@ COMMAND_GROUPS: dict[str, typer.Typer] = {
     "search": search_cli,
     "images": images_cli,
     "etl": etl_cli,
+    "cache": cache_cli,
 }
 COMMANDS: list[Callable[..., Any]] = [seed]

@@ -7,7 +7,11 @@ Refused: 429 problem+json with `Retry-After` (seconds). Every limited response c
 
 Redis down: requests pass (fail open) and `polyshop_ratelimit_errors_total` counts it;
 after a failure Redis is left alone for `rate_limit_fail_open_s` so a sick Redis does not
-add its timeout to every request.
+add its timeout to every request. A sick Redis is told from a busy process
+(storage/redis_errors.py): a refused connection is an outage at once; a timed-out call
+is retried once (under a burst the event loop, not Redis, is usually late), and only
+timeouts above a rate (`TIMEOUTS_PER_S` in one second, retries that failed too) count as
+an outage. So a healthy Redis never lets a burst through unlimited.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import ipaddress
 import math
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
 from redis.asyncio import Redis
@@ -28,10 +33,13 @@ from app.metrics import RATE_LIMIT_ERRORS, RATE_LIMIT_REJECTIONS
 from app.middleware.responses import send_problem
 from app.middleware.token_bucket import LUA_TAKE, Bucket, Decision, idle_ttl_s
 from app.settings import Settings
+from storage.redis_errors import TimeoutRate, is_timeout
 
 log = structlog.get_logger()
 
 EXEMPT_PREFIXES = ("/healthz", "/readyz", "/metrics", "/docs", "/static", "/openapi.json")
+
+TIMEOUTS_PER_S = 3  # failed retries within one second that mean a slow Redis
 
 BUCKET_NAMES = ("address", "key")  # bucket order in every check: address first
 
@@ -101,6 +109,7 @@ class RateLimiter:
         )
         self.fail_open_s = settings.rate_limit_fail_open_s
         self._skip_until = 0.0
+        self._timeouts = TimeoutRate(TIMEOUTS_PER_S)
         # one script object; each call names its client (tests run several apps)
         self._take: AsyncScript | None = None
 
@@ -118,15 +127,33 @@ class RateLimiter:
         for bucket in buckets:
             args += [bucket.capacity, bucket.rate, idle_ttl_s(bucket)]
         try:
-            # register_script: EVALSHA, and EVAL once if Redis does not know the script yet
-            result = await self._script(redis)(keys=keys, args=args, client=redis)
+            result = await self._take_tokens(redis, keys, args)
         except Exception as exc:  # fail open: a limiter outage must not become an API outage
-            RATE_LIMIT_ERRORS.labels("redis").inc()
-            self._skip_until = time.monotonic() + self.fail_open_s
+            timeout = is_timeout(exc)
+            RATE_LIMIT_ERRORS.labels("timeout" if timeout else "redis").inc()
+            if not timeout:
+                self._skip_until = time.monotonic() + self.fail_open_s
+            else:
+                self._timeouts.record()
+                if self._timeouts.exceeded():  # not one late answer: Redis is slow
+                    self._skip_until = time.monotonic() + self.fail_open_s
             log.warning("ratelimit.redis_failed", error=type(exc).__name__, detail=str(exc)[:200])
             return None
         allowed, limit, remaining, retry_ms, reset_ms, tightest = (int(v) for v in result)
         return Decision(bool(allowed), limit, remaining, retry_ms / 1000, reset_ms / 1000, tightest)
+
+    async def _take_tokens(self, redis: Redis, keys: list[str], args: list[float | int]) -> Any:
+        # register_script: EVALSHA, and EVAL once if Redis does not know the script yet
+        try:
+            return await self._script(redis)(keys=keys, args=args, client=redis)
+        except Exception as exc:
+            if not is_timeout(exc):
+                raise
+        # A timeout: most likely this process was busy and read the answer late. Taking
+        # the tokens twice is possible (the first call may have run) and errs on the
+        # strict side; letting the request through unlimited would not.
+        RATE_LIMIT_ERRORS.labels("timeout_retried").inc()
+        return await self._script(redis)(keys=keys, args=args, client=redis)
 
     def _script(self, redis: Redis) -> AsyncScript:
         if self._take is None:

@@ -85,3 +85,33 @@ async def test_relay_invalidation_raises_so_the_event_is_retried(dead_redis: Red
     cache = make_cache(dead_redis, [], [])
     with pytest.raises(RedisConnectionError):
         await cache.invalidate_strict([(1, 2)])
+
+
+async def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+async def test_the_breaker_opens_on_refused_connections_but_not_on_a_lone_timeout(
+    dead_redis: Redis,
+) -> None:
+    """A busy event loop makes single calls time out although Redis is fine: those must
+    not open the breaker; timeouts above the rate, or refused connections, do."""
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from storage.product_cache import _Bypass
+
+    states: list[BreakerState] = []
+    cache = make_cache(dead_redis, [], states)  # threshold 2, so 2 timeouts per second
+    with pytest.raises(_Bypass):
+        await cache._guarded(_raise(RedisTimeoutError("late")))
+    assert await cache.breaker_state() == "closed"  # one timeout: not counted
+    for _ in range(2):  # above the rate: counted, and the second opens it
+        with pytest.raises(_Bypass):
+            await cache._guarded(_raise(RedisTimeoutError("late")))
+    assert states == ["opened"]
+
+    refused = make_cache(dead_redis, [], [])
+    for _ in range(2):
+        with pytest.raises(_Bypass):
+            await refused._guarded(_raise(RedisConnectionError("refused")))
+    assert await refused.breaker_state() == "opened"
