@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import psycopg
@@ -19,6 +20,7 @@ from rich.progress import (
 
 from app.settings import get_settings
 from storage import seed as seeding
+from storage.judgments import judgments_csv
 from storage.postgres import connect_kwargs
 
 
@@ -44,6 +46,13 @@ def seed(
         bool, typer.Option("--if-empty", help="do nothing if there are products already")
     ] = False,
     seed: Annotated[int, typer.Option(help="random seed: the same seed, the same data")] = 42,
+    judgments: Annotated[
+        Path | None,
+        typer.Option(
+            help="also write the graded judgment list of the seeded products here"
+            " (CSV for `polyshop search evaluate`)"
+        ),
+    ] = None,
 ) -> None:
     """Load a realistic sample catalog, customers and a year of orders.
 
@@ -82,6 +91,10 @@ def seed(
     if result.skipped:
         typer.echo("products exist already: nothing seeded (--if-empty)")
         return
+    if judgments is not None:
+        facts = seeding.product_facts(result.products, seed, result.product_offset)
+        judgments.write_text(judgments_csv(facts), encoding="utf-8")
+        typer.echo(f"wrote judgments to {judgments}")
     typer.echo(
         f"seeded {result.products} products, {result.customers} customers,"
         f" {result.orders} orders ({result.order_lines} lines) into {settings.database_schema}"
