@@ -164,6 +164,7 @@ class SeedResult:
     customers: int = 0
     orders: int = 0
     order_lines: int = 0
+    product_offset: int = 0  # products that were there before (sku numbers start here)
 
 
 def _price_minor(rng: random.Random, top: str) -> int:
@@ -173,10 +174,65 @@ def _price_minor(rng: random.Random, top: str) -> int:
     return max(1, int(dollars)) * 100 + cents
 
 
-def product_rows(
+# Sizes in product names, the way real catalogs write them: one quantity in several
+# spellings ('27"', "27 in.", "27-inch"), so search has to normalise units. A leaf
+# noun -> (unit, values); "dim" values are "AxB" dimensions in the unit after the colon.
+SPECS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "Monitor": ("inch", ("24", "27", "32")),
+    "Laptop": ("inch", ("13", "14", "16")),
+    "Frying Pan": ("inch", ("8", "10", "12")),
+    "Planter": ("inch", ("8", "12", "16")),
+    "Saucepan": ("quart", ("1", "2", "3")),
+    "Dutch Oven": ("quart", ("4", "6", "7")),
+    "Mug": ("ounce", ("12", "16")),
+    "Garden Hose": ("foot", ("25", "50", "100")),
+    "Backpack": ("liter", ("20", "30", "40")),
+    "Yoga Mat": ("mm", ("4", "6", "8")),
+    "Dumbbell": ("pound", ("5", "10", "20")),
+    "Charger": ("watt", ("20", "45", "65")),
+    "Speaker": ("watt", ("20", "40", "60")),
+    "Picture Frame": ("dim:inch", ("4x6", "5x7", "8x10")),
+    "Rug": ("dim:foot", ("3x5", "5x8", "8x10")),
+    "Blanket": ("dim:inch", ("50x60", "60x80")),
+}
+SPELLINGS: dict[str, tuple[str, ...]] = {
+    "inch": ('{v}"', "{v} in.", "{v}-inch", "{v}in", "{v} Inch"),
+    "foot": ("{v} ft.", "{v}ft", "{v}-foot", "{v}'", "{v} feet"),
+    "quart": ("{v} qt.", "{v}-quart", "{v}qt", "{v} Quart"),
+    "ounce": ("{v} oz.", "{v}oz", "{v}-ounce", "{v} fl oz"),
+    "liter": ("{v}L", "{v} liter", "{v}-liter", "{v} l"),
+    "mm": ("{v}mm", "{v} mm"),
+    "pound": ("{v} lb.", "{v}lb", "{v} lbs", "{v}-pound"),
+    "watt": ("{v}W", "{v} watt", "{v}-watt", "{v} W"),
+}
+
+
+def spec_text(rng: random.Random, unit: str, value: str) -> str:
+    """`value` of `unit` in one of the spellings catalogs use ("8x10" for dimensions)."""
+    if unit.startswith("dim:"):
+        a, b = value.split("x")
+        form = rng.choice(("{a}x{b}", "{a} x {b}", "{a}{u} x {b}{u}", "{a}x{b}{u}"))
+        u = rng.choice(SPELLINGS[unit[4:]]).format(v="")
+        return form.format(a=a, b=b, u=u if form.count("{u}") == 1 else u.rstrip("."))
+    return rng.choice(SPELLINGS[unit]).format(v=value)
+
+
+@dataclass(frozen=True)
+class ProductFacts:
+    """What a sample product is, beside its row: the ground truth judgments use."""
+
+    sku: str
+    noun: str  # the product type, the leaf noun ("Office Chair")
+    brand: str
+    model: str
+    attributes: dict[str, str]
+    spec: str | None  # the size's canonical value ("27", "8x10"), if the type has one
+    searchable: bool
+
+
+def _products(
     rng: random.Random, n: int, offset: int, now: datetime
-) -> Iterator[tuple[Any, ...]]:
-    """Rows for COPY products (see PRODUCT_COLUMNS), one at a time."""
+) -> Iterator[tuple[tuple[Any, ...], ProductFacts]]:
     tree = leaves()
     for i in range(offset, offset + n):
         leaf = rng.choice(tree)
@@ -189,6 +245,14 @@ def product_rows(
         if leaf.top in SIZES:
             attributes["size"] = rng.choice(SIZES[leaf.top])
         name = f"{brand} {adjective} {leaf.noun} {model}"
+        spec = None
+        if leaf.noun in SPECS:
+            # its own generator: the main stream (and so every other seeded value) stays
+            # what it was before sizes were added
+            spec_rng = random.Random(f"spec-{i}")
+            unit, values = SPECS[leaf.noun]
+            spec = spec_rng.choice(values)
+            name = f"{name}, {spec_text(spec_rng, unit, spec)}"
         description = (
             f"The {adjective.lower()} {leaf.noun.lower()} from {brand} in {color}, "
             f"made of {material}. {rng.choice(PRAISE)}."
@@ -198,8 +262,9 @@ def product_rows(
         stock = 0 if rng.random() < 0.05 else int(rng.paretovariate(1.2) * 10) % 1000
         rating = None if rng.random() < 0.15 else round(min(5.0, max(1.0, rng.gauss(4.1, 0.6))), 1)
         created = now - timedelta(days=rng.uniform(30, 730))
-        yield (
-            f"PS-{i:08d}",
+        sku = f"PS-{i:08d}"
+        row = (
+            sku,
             name,
             description,
             brand,
@@ -214,6 +279,23 @@ def product_rows(
             created,
             created,
         )
+        yield row, ProductFacts(sku, leaf.noun, brand, model, attributes, spec, status == "active")
+
+
+def product_rows(
+    rng: random.Random, n: int, offset: int, now: datetime
+) -> Iterator[tuple[Any, ...]]:
+    """Rows for COPY products (see PRODUCT_COLUMNS), one at a time."""
+    for row, _facts in _products(rng, n, offset, now):
+        yield row
+
+
+def product_facts(products: int, seed: int = 42, offset: int = 0) -> Iterator[ProductFacts]:
+    """The facts of the products `seed(products=..., seed=...)` adds to a catalog of
+    `offset` products (the product stream is drawn first from the seed's generator)."""
+    rng = random.Random(seed)
+    for _row, facts in _products(rng, products, offset, datetime.now(UTC)):
+        yield facts
 
 
 PRODUCT_COLUMNS = (
@@ -333,7 +415,7 @@ def seed(
             n_lines = _load_orders(conn, rng, orders, now, bar)
         for table in ("products", "customers", "orders", "order_lines"):
             conn.execute(f"ANALYZE {table}")
-    return SeedResult(False, products, customers, orders if n_lines else 0, n_lines)
+    return SeedResult(False, products, customers, orders if n_lines else 0, n_lines, product_offset)
 
 
 def _load_orders(

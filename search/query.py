@@ -9,10 +9,12 @@ hit's sort values).
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from search.mapping import codes_in
 from storage import cursor as cursors
 
 SortName = Literal["relevance", "price_asc", "price_desc", "newest", "rating"]
@@ -34,6 +36,9 @@ TEXT_FIELDS = (
     "description",
     "attributes_text",
 )
+# every query word somewhere in the product (cross-field), e.g. "black office chair"
+CROSS_FIELDS = ("name^3", "brand.text^2", "category.text^2", "attributes_text^1.5", "description")
+FUZZY_FIELDS = ("name^4", "brand.text^2", "category.text^1.5")
 
 _SORT_CLAUSES: dict[SortName, list[dict[str, Any]]] = {
     "relevance": [{"_score": "desc"}, {"id": "asc"}],
@@ -119,9 +124,55 @@ def _facet(clauses: list[dict[str, Any]], agg: dict[str, Any]) -> dict[str, Any]
     return {"filter": _all_of(clauses), "aggs": {"values": agg}}
 
 
+_WORD = re.compile(r"[^\W_]+")
+MAX_JOINED_WORDS = 8  # longer queries: no compound pairs (bounded query size)
+
+
+def joined_pairs(q: str) -> list[str]:
+    """Adjacent words glued together ("t shirt" -> "tshirt", "book case" ->
+    "bookcase"), matched against the name's indexed pairs: compounds meet their split
+    and hyphenated forms in both directions."""
+    words = _WORD.findall(q.lower())
+    if len(words) > MAX_JOINED_WORDS:
+        return []
+    return [a + b for a, b in itertools.pairwise(words)]
+
+
+def joined_terms(q: str) -> list[str]:
+    """What the query sends to `name.joined`: its words (so "tshirt" meets the indexed
+    pair of "T-Shirt") and its joined pairs (so "t shirt" meets "Tshirt")."""
+    words = _WORD.findall(q.lower())
+    return [*words, *joined_pairs(q)] if len(words) <= MAX_JOINED_WORDS else []
+
+
+def _is_prefix(word: str) -> bool:
+    """A model number's letter prefix typed apart: "sd" of "sd 500"."""
+    return word.isalpha() and len(word) <= 4
+
+
+def query_codes(q: str) -> list[str]:
+    """Model-number candidates of the query, separators removed: each token, and each
+    letters+digits pair typed apart ("sd 500" -> "sd500")."""
+    tokens = q.split()
+    split = [a + b for a, b in itertools.pairwise(tokens) if _is_prefix(a) and b[:1].isdigit()]
+    candidates = [*tokens, *split]
+    return codes_in(candidates)
+
+
+def _head_word(q: str) -> str | None:
+    """The head noun of an English noun phrase is its last word ("grill brush" is a
+    brush); numbers, sizes and model numbers after it are skipped."""
+    for word in reversed(_WORD.findall(q.lower())):
+        if len(word) > 2 and not any(c.isdigit() for c in word):
+            return str(word)
+    return None
+
+
 def text_query(q: str) -> dict[str, Any]:
-    """Free text: fuzzy best-field match with boosts, a phrase boost on the name, and
-    exact (strongest) or prefix SKU matches."""
+    """Free text. The recall set is any clause; the ranking adds up, strongest first:
+    SKU and model numbers, the exact name, the phrase, every word present (across
+    fields), the product type; plain best-field match with field boosts; compound
+    pairs; and, weakest, a fuzzy match, so a typo never outranks an exact match."""
     sku = q.strip().lower()
     should: list[dict[str, Any]] = [
         {
@@ -129,17 +180,68 @@ def text_query(q: str) -> dict[str, Any]:
                 "query": q,
                 "type": "best_fields",
                 "fields": list(TEXT_FIELDS),
+                "tie_breaker": 0.3,
+            }
+        },
+        {"match_phrase": {"name": {"query": q, "boost": 3, "slop": 1}}},
+        {"term": {"sku": {"value": sku, "boost": 20}}},
+        {"prefix": {"sku": {"value": sku, "boost": 5}}},
+        {"term": {"name.exact": {"value": sku, "boost": 10}}},
+        {
+            "multi_match": {
+                "query": q,
+                "type": "cross_fields",
+                "operator": "and",
+                "fields": list(CROSS_FIELDS),
+                "boost": 2,
+            }
+        },
+        {
+            "multi_match": {
+                "query": q,
+                "type": "best_fields",
+                "fields": list(FUZZY_FIELDS),
                 "fuzziness": "AUTO",
                 "prefix_length": 1,
                 "max_expansions": 20,
-                "tie_breaker": 0.2,
+                "boost": 0.3,
             }
         },
-        {"match_phrase": {"name": {"query": q, "boost": 3}}},
-        {"term": {"sku": {"value": sku, "boost": 20}}},
-        {"prefix": {"sku": {"value": sku, "boost": 5}}},
     ]
+    joined = joined_terms(q)
+    if joined:
+        should.append({"match": {"name.joined": {"query": " ".join(joined), "boost": 4}}})
+    codes = query_codes(q)
+    if codes:
+        should.append({"terms": {"codes": codes, "boost": 10}})
+    head = _head_word(q)
+    if head:
+        should.append({"match": {"type_head": {"query": head, "boost": 2}}})
     return {"bool": {"should": should, "minimum_should_match": 1}}
+
+
+# Business signals, a gentle multiplier (1.0 to about 1.2): in stock, and units ordered
+# on a log scale. No scripts: function_score field_value_factor and filter weights.
+def _business(query: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "function_score": {
+            "query": query,
+            "functions": [
+                {"weight": 1},
+                {"filter": {"term": {"in_stock": True}}, "weight": 0.05},
+                {
+                    "field_value_factor": {
+                        "field": "popularity",
+                        "modifier": "log1p",
+                        "missing": 0,
+                    },
+                    "weight": 0.04,
+                },
+            ],
+            "score_mode": "sum",
+            "boost_mode": "multiply",
+        }
+    }
 
 
 def search_body(params: SearchParams) -> dict[str, Any]:
@@ -148,7 +250,7 @@ def search_body(params: SearchParams) -> dict[str, Any]:
     body: dict[str, Any] = {
         "query": {
             "bool": {
-                "must": [text_query(q) if q else {"match_all": {}}],
+                "must": [_business(text_query(q)) if q else {"match_all": {}}],
                 "filter": f.shared,
             }
         },

@@ -19,7 +19,12 @@ from search.mapping import document, is_searchable
 
 ROW_COLUMNS = (
     "id, sku, name, description, brand, category, price_minor, currency, stock,"
-    " attributes, status, rating, version, created_at, updated_at, deleted_at"
+    " attributes, status, rating, version, created_at, updated_at, deleted_at,"
+    # popularity: units ordered and not cancelled (order_lines_product index). An order
+    # bumps its products' versions, so the document follows it.
+    " (SELECT coalesce(sum(l.quantity), 0) FROM order_lines l JOIN orders o"
+    " ON o.id = l.order_id WHERE l.product_id = products.id AND o.status <> 'cancelled')"
+    " AS popularity"
 )
 
 

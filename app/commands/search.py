@@ -1,10 +1,11 @@
-"""`polyshop search reindex|reconcile|dead-letters list|dead-letters replay`."""
+"""`polyshop search reindex|reconcile|evaluate|dead-letters list|dead-letters replay`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -13,9 +14,20 @@ from psycopg_pool import AsyncConnectionPool
 
 from app.settings import Settings, get_settings
 from search.dead_letters import list_dead_letters, replay
-from search.engine import SearchEngine, create_search_engine
+from search.engine import SearchEngine, SearchRequestError, create_search_engine
+from search.evaluate import (
+    DEFAULT_RELEVANT_GRADE,
+    MAX_GRADE,
+    Evaluation,
+    JudgmentFileError,
+    Judgments,
+    evaluate,
+    load_judgments,
+)
+from search.index_admin import alias_name
 from search.reconcile import reconcile
 from search.reindex import ReindexInProgress, reindex
+from storage.errors import StoreUnavailable
 from storage.postgres import create_pool
 
 search_cli = typer.Typer(help="The product search index.", no_args_is_help=True)
@@ -114,3 +126,89 @@ async def _replay(settings: Settings) -> None:
 def replay_command() -> None:
     """Put every dead-lettered event of the search consumer back in its queue."""
     asyncio.run(_replay(get_settings()))
+
+
+def _pct(x: float | None) -> str:
+    return "   -  " if x is None else f"{x:6.3f}"
+
+
+def _print_evaluation(result: Evaluation, relevant: int) -> None:
+    width = max([len(q.query) for q in result.queries] + [5])
+    typer.echo(
+        f"{'query':<{width}}  nDCG@10 polyshop baseline   delta   MRR polyshop baseline"
+        "   recall@100 polyshop baseline"
+    )
+    for q in result.queries:
+        p, b = q.polyshop, q.baseline
+        typer.echo(
+            f"{q.query:<{width}}  {'':8}{p.ndcg:6.3f} {b.ndcg:8.3f} {q.delta:+7.3f}"
+            f"  {'':4}{p.mrr:6.3f} {b.mrr:8.3f}  {'':11}{_pct(p.recall)} {_pct(b.recall):>8}"
+        )
+    p, b = result.polyshop, result.baseline
+    typer.echo(
+        f"{'MEAN':<{width}}  {'':8}{p.ndcg:6.3f} {b.ndcg:8.3f} {p.ndcg - b.ndcg:+7.3f}"
+        f"  {'':4}{p.mrr:6.3f} {b.mrr:8.3f}  {'':11}{_pct(p.recall)} {_pct(b.recall):>8}"
+    )
+    typer.echo(
+        f"\n{len(result.queries)} queries (relevant: grade >= {relevant}); "
+        f"nDCG@10 polyshop {p.ndcg:.4f} vs baseline {b.ndcg:.4f}"
+        + (f" ({result.gain:+.1%})" if result.gain is not None else "")
+    )
+    if result.missing_skus:
+        typer.echo(f"warning: {result.missing_skus} judged SKU(s) are not in the index")
+    worse = result.worse
+    typer.echo(f"{len(worse)} quer{'y' if len(worse) == 1 else 'ies'} worse than the baseline")
+    for q in worse:
+        typer.echo(f"  {q.query}: {q.polyshop.ndcg:.3f} < {q.baseline.ndcg:.3f} ({q.delta:+.3f})")
+
+
+async def _evaluate(settings: Settings, judgments: Judgments, relevant: int) -> Evaluation:
+    engine = create_search_engine(
+        settings.search_engine, settings.search_url, timeout_s=max(settings.search_timeout_s, 30)
+    )
+    try:
+        return await evaluate(
+            engine, alias_name(settings.search_index_prefix), judgments, relevant=relevant
+        )
+    finally:
+        await engine.close()
+
+
+@search_cli.command("evaluate")
+def evaluate_command(
+    judgments: Annotated[Path, typer.Argument(help="CSV: query,sku,grade (see docs/search.md)")],
+    relevant_grade: Annotated[
+        int, typer.Option(min=1, max=MAX_GRADE, help="lowest grade MRR and recall count")
+    ] = DEFAULT_RELEVANT_GRADE,
+) -> None:
+    """Score the live index on a judgment list (nDCG@10, MRR, recall@100) beside the
+    engine's stock `english` analyzer over the same documents, and list what got worse."""
+    settings = get_settings()
+    try:
+        judged = load_judgments(judgments)
+    except OSError as exc:
+        typer.echo(f"{judgments}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(2) from None
+    except JudgmentFileError as exc:
+        typer.echo(f"{judgments}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        result = asyncio.run(_evaluate(settings, judged, relevant_grade))
+    except StoreUnavailable as exc:
+        typer.echo(
+            f"search engine ({settings.search_engine} at {settings.search_url}) is unavailable:"
+            f" {exc.reason or exc}",
+            err=True,
+        )
+        raise typer.Exit(3) from None
+    except SearchRequestError as exc:
+        if exc.status == 404:
+            typer.echo(
+                f"no index behind {alias_name(settings.search_index_prefix)}:"
+                " run `polyshop search reindex` first",
+                err=True,
+            )
+        else:
+            typer.echo(f"search engine refused the evaluation: {exc}", err=True)
+        raise typer.Exit(1) from None
+    _print_evaluation(result, relevant_grade)

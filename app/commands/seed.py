@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Annotated
 
 import psycopg
@@ -23,6 +24,7 @@ from app.stores import create_blob_client
 from images.blobs import ImageBlobs
 from sampledata import images as seed_images
 from sampledata import shop as seeding
+from sampledata.judgments import judgments_csv
 from storage.postgres import connect_kwargs, create_pool
 
 
@@ -51,6 +53,13 @@ def seed(
     images: Annotated[
         int, typer.Option(min=0, help="products that get a picture (uploaded into MinIO)")
     ] = 500,
+    judgments: Annotated[
+        Path | None,
+        typer.Option(
+            help="also write the graded judgment list of the seeded products here"
+            " (CSV for `polyshop search evaluate`)"
+        ),
+    ] = None,
 ) -> None:
     """Load a realistic sample catalog, customers and a year of orders.
 
@@ -89,6 +98,10 @@ def seed(
     if result.skipped:
         typer.echo("products exist already: nothing seeded (--if-empty)")
     else:
+        if judgments is not None:
+            facts = seeding.product_facts(result.products, seed, result.product_offset)
+            judgments.write_text(judgments_csv(facts), encoding="utf-8")
+            typer.echo(f"wrote judgments to {judgments}")
         typer.echo(
             f"seeded {result.products} products, {result.customers} customers,"
             f" {result.orders} orders ({result.order_lines} lines) into"

@@ -7,7 +7,14 @@ from decimal import Decimal
 from pathlib import Path
 
 from search.index_admin import alias_name, new_index_name
-from search.mapping import document, index_mappings, index_settings, is_searchable, load_synonyms
+from search.mapping import (
+    MAPPING_VERSION,
+    document,
+    index_mappings,
+    index_settings,
+    is_searchable,
+    load_synonyms,
+)
 from search.sync import bulk_operations
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -90,4 +97,4 @@ def test_bulk_operations_use_external_versions_and_delete_unsearchable_rows() ->
 
 def test_index_names_are_versioned_behind_the_alias() -> None:
     assert alias_name("shop") == "shop-products"
-    assert new_index_name("shop", NOW) == "shop-products-v1-20260102030405000000"
+    assert new_index_name("shop", NOW) == f"shop-products-v{MAPPING_VERSION}-20260102030405000000"

@@ -30,13 +30,16 @@ def _walk(node: object) -> list[str]:
 
 def test_text_query_boosts_name_and_matches_sku_exactly_and_by_prefix() -> None:
     body = search_body(SearchParams(q="CH-100"))
-    should = body["query"]["bool"]["must"][0]["bool"]["should"]
+    should = body["query"]["bool"]["must"][0]["function_score"]["query"]["bool"]["should"]
     multi = should[0]["multi_match"]
     assert multi["fields"][0] == "name^4"
-    assert multi["fuzziness"] == "AUTO"
-    assert should[1] == {"match_phrase": {"name": {"query": "CH-100", "boost": 3}}}
+    assert "fuzziness" not in multi  # typo tolerance is a weaker clause of its own
+    fuzzy = [c["multi_match"] for c in should if "fuzziness" in c.get("multi_match", {})]
+    assert len(fuzzy) == 1 and fuzzy[0]["boost"] < 1
+    assert should[1] == {"match_phrase": {"name": {"query": "CH-100", "boost": 3, "slop": 1}}}
     assert should[2]["term"]["sku"]["value"] == "ch-100"
     assert should[3]["prefix"]["sku"]["value"] == "ch-100"
+    assert {"terms": {"codes": ["ch100"], "boost": 10}} in should  # model number
     assert "highlight" in body
 
 
@@ -44,7 +47,7 @@ def test_user_text_never_reaches_query_string_syntax() -> None:
     body = search_body(SearchParams(q='name:* OR (a AND "b"'))
     keys = _walk(body)
     assert "query_string" not in keys and "simple_query_string" not in keys
-    should = body["query"]["bool"]["must"][0]["bool"]["should"]
+    should = body["query"]["bool"]["must"][0]["function_score"]["query"]["bool"]["should"]
     assert should[0]["multi_match"]["query"] == 'name:* OR (a AND "b"'  # plain text
 
 
