@@ -15,6 +15,7 @@ from search.reconcile import reconcile
 from search.reindex import ReindexInProgress, reindex
 from search.sync import bulk_operations, read_rows
 from tests.support.search import (
+    ON_EACH_ENGINE,
     consumer_for,
     delete_product,
     drain,
@@ -24,6 +25,8 @@ from tests.support.search import (
     pg_versions,
     update_product,
 )
+
+pytestmark = ON_EACH_ENGINE
 
 
 async def test_reindex_under_concurrent_writes_loses_nothing(stores: Stores) -> None:
