@@ -18,7 +18,7 @@ from tests.support.services import docker_available
 
 pytestmark = [pytest.mark.elasticsearch]
 
-ES_IMAGE = "docker.elastic.co/elasticsearch/elasticsearch:9.0.2"
+ES_IMAGE = "docker.elastic.co/elasticsearch/elasticsearch:9.5.3"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
