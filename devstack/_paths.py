@@ -15,11 +15,13 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROOT = REPO_ROOT / ".devstack"
 DEFAULT_OPENSEARCH_HEAP = "2g"
+DEFAULT_ELASTICSEARCH_HEAP = "512m"
 
 # Environment variables that select another instance for `python -m devstack ...`.
 ENV_DIR = "POLYSHOP_DEVSTACK_DIR"
 ENV_PORT_OFFSET = "POLYSHOP_DEVSTACK_PORT_OFFSET"
 ENV_OPENSEARCH_HEAP = "POLYSHOP_DEVSTACK_OPENSEARCH_HEAP"
+ENV_ELASTICSEARCH_HEAP = "POLYSHOP_DEVSTACK_ELASTICSEARCH_HEAP"
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Layout:
     port_offset: int = 0
     install_root: Path | None = None  # binaries shared with another instance; None: root
     opensearch_heap: str = DEFAULT_OPENSEARCH_HEAP
+    elasticsearch_heap: str = DEFAULT_ELASTICSEARCH_HEAP
 
     @property
     def installs(self) -> Path:
@@ -42,6 +45,12 @@ class Layout:
     @property
     def opensearch_lib(self) -> Path:
         return self.installs / "opensearch" / "lib"
+
+    @property
+    def elasticsearch_home(self) -> Path:
+        """The installed node: lib/ (server jars), modules/ (transport-netty4 and the
+        polyshop shim), plugins/ (empty) and launcher/ (the compiled launcher)."""
+        return self.installs / "elasticsearch" / "home"
 
     @property
     def logs(self) -> Path:
@@ -90,6 +99,12 @@ class Layout:
         # The runner keeps one config dir per node: <basePath>/node_<n>/config.
         return self.data("opensearch") / "node_1" / "config"
 
+    @property
+    def elasticsearch_config(self) -> Path:
+        """This instance's node config (elasticsearch.yml, log4j2.properties); paths in
+        analysis settings such as ``synonyms_path`` are relative to it."""
+        return self.data("elasticsearch") / "config"
+
 
 def instance(name: str, port_offset: int, opensearch_heap: str = "1g") -> Layout:
     """A private instance under ``.devstack/instances/<name>`` with ports shifted by
@@ -108,15 +123,24 @@ def layout_from_env(env: Mapping[str, str] = os.environ) -> Layout:
     root = env.get(ENV_DIR, "")
     offset = int(env.get(ENV_PORT_OFFSET, "0") or "0")
     heap = env.get(ENV_OPENSEARCH_HEAP, "") or DEFAULT_OPENSEARCH_HEAP
+    es_heap = env.get(ENV_ELASTICSEARCH_HEAP, "") or DEFAULT_ELASTICSEARCH_HEAP
     if not root and offset == 0:
-        return Layout(DEFAULT_ROOT, opensearch_heap=heap)
+        return Layout(DEFAULT_ROOT, opensearch_heap=heap, elasticsearch_heap=es_heap)
     path = Path(root).resolve() if root else DEFAULT_ROOT / "instances" / f"offset-{offset}"
-    if path == DEFAULT_ROOT:
-        return Layout(DEFAULT_ROOT, port_offset=offset, opensearch_heap=heap)
-    return Layout(path, port_offset=offset, install_root=DEFAULT_ROOT, opensearch_heap=heap)
+    install_root = None if path == DEFAULT_ROOT else DEFAULT_ROOT
+    return Layout(
+        path,
+        port_offset=offset,
+        install_root=install_root,
+        opensearch_heap=heap,
+        elasticsearch_heap=es_heap,
+    )
 
 
 LAYOUT = layout_from_env()
 OPENSEARCH_POM = REPO_ROOT / "devstack" / "opensearch" / "pom.xml"
 OPENSEARCH_LAUNCHER = REPO_ROOT / "devstack" / "opensearch" / "DevstackOpenSearch.java"
+ELASTICSEARCH_DIR = REPO_ROOT / "devstack" / "elasticsearch"
+ELASTICSEARCH_POM = ELASTICSEARCH_DIR / "pom.xml"
+ELASTICSEARCH_LAUNCHER = ELASTICSEARCH_DIR / "DevstackElasticsearch.java"
 NGINX_TEMPLATE = REPO_ROOT / "deploy" / "nginx.devstack.conf"

@@ -19,12 +19,19 @@ from devstack._services import (
     PG_DATABASE,
     PG_ROLE,
     database_url,
+    elasticsearch_url,
     ports,
     s3_endpoint,
     search_url,
 )
 
-TIMEOUTS = {"postgres": 60.0, "redis": 30.0, "opensearch": 240.0, "minio": 90.0}
+TIMEOUTS = {
+    "postgres": 60.0,
+    "redis": 30.0,
+    "opensearch": 240.0,
+    "elasticsearch": 240.0,
+    "minio": 90.0,
+}
 DEAD_STATES = {"FATAL", "EXITED", "STOPPED"}
 
 
@@ -73,15 +80,23 @@ def probe_redis(layout: Layout) -> None:
         client.close()
 
 
-def probe_opensearch(layout: Layout) -> None:
+def _probe_cluster(name: str, url: str) -> None:
     response = httpx.get(
-        f"{search_url(layout)}/_cluster/health",
+        f"{url}/_cluster/health",
         params={"wait_for_status": "yellow", "timeout": "5s"},
         timeout=10,
     )
     response.raise_for_status()
     if response.json()["status"] not in ("yellow", "green"):
-        raise ConnectionError(f"opensearch health is {response.json()['status']}")
+        raise ConnectionError(f"{name} health is {response.json()['status']}")
+
+
+def probe_opensearch(layout: Layout) -> None:
+    _probe_cluster("opensearch", search_url(layout))
+
+
+def probe_elasticsearch(layout: Layout) -> None:
+    _probe_cluster("elasticsearch", elasticsearch_url(layout))
 
 
 def probe_minio(layout: Layout) -> None:
@@ -94,6 +109,7 @@ PROBES: dict[str, Callable[[Layout], None]] = {
     "postgres": probe_postgres,
     "redis": probe_redis,
     "opensearch": probe_opensearch,
+    "elasticsearch": probe_elasticsearch,
     "minio": probe_minio,
 }
 

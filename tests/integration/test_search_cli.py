@@ -10,6 +10,9 @@ from app.commands import search as search_commands
 from app.settings import Settings
 from search.engine import create_search_engine
 from search.index_admin import alias_name
+from tests.support.search import ON_EACH_ENGINE
+
+pytestmark = ON_EACH_ENGINE
 
 
 @pytest.fixture

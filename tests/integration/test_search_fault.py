@@ -1,4 +1,4 @@
-"""Really stops the dev stack's OpenSearch (guarantees 2 and 8): while it is down, search
+"""Really stops the dev stack's engine, each in turn (guarantees 2 and 8): while it is down, search
 answers 503 and 1,000 writes still commit; once it is back the index converges to
 Postgres exactly (same ids, same versions).
 
@@ -18,6 +18,7 @@ from app.relay import Relay
 from app.settings import Settings
 from app.stores import open_stores
 from tests.support.search import (
+    ON_EACH_ENGINE,
     consumer_for,
     delete_product,
     index_versions,
@@ -27,22 +28,29 @@ from tests.support.search import (
     update_product,
 )
 
+pytestmark = ON_EACH_ENGINE
 
-def _devstack_runs_opensearch(settings: Settings) -> bool:
+
+def _devstack_runs_the_engine(settings: Settings) -> bool:
+    """The test's engine is the native stack's node of that engine (it is stopped here)."""
     try:
         import devstack
 
-        return bool(devstack.is_up()) and settings.search_url.endswith(":59201")
+        return bool(devstack.is_up()) and devstack.urls()[settings.search_engine] == (
+            settings.search_url
+        )
     except Exception:
         return False
 
 
-async def test_fault_opensearch_stopped_during_1000_writes(
+async def test_fault_engine_stopped_during_1000_writes(
     settings: Settings, client: httpx.AsyncClient
 ) -> None:
-    if not _devstack_runs_opensearch(settings):
-        pytest.skip("needs the native dev stack's OpenSearch (stopped and restarted here)")
+    if not _devstack_runs_the_engine(settings):
+        pytest.skip("needs the native dev stack's node of this engine (stopped and restarted)")
     import devstack
+
+    service = settings.search_engine  # the devstack program is named after the engine
 
     fast = settings.model_copy(update={"outbox_backoff_s": 0.05, "outbox_max_attempts": 1000})
     async with open_stores(fast, application_name="polyshop-test") as stores:
@@ -53,7 +61,7 @@ async def test_fault_opensearch_stopped_during_1000_writes(
         await relay.drain()
         assert len(await index_versions(stores)) == 50
 
-        await asyncio.to_thread(devstack.stop_service, "opensearch")
+        await asyncio.to_thread(devstack.stop_service, service)
         try:
             down = await client.get("/search/products", params={"q": "lamp"})
             async with stores.pg.connection() as conn:
@@ -70,7 +78,7 @@ async def test_fault_opensearch_stopped_during_1000_writes(
             await relay.drain()  # fails: the events stay queued with backoff
             still_pending = await pending(stores)
         finally:
-            await asyncio.to_thread(devstack.start_service, "opensearch")
+            await asyncio.to_thread(devstack.start_service, service)
         assert down.status_code == 503, down.text
         assert down.headers["retry-after"]
         assert still_pending > 0

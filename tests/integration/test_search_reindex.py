@@ -16,6 +16,7 @@ from search.reindex import ReindexInProgress, reindex
 from search.sync import bulk_operations, read_rows
 from storage import locks
 from tests.support.search import (
+    ON_EACH_ENGINE,
     consumer_for,
     delete_product,
     drain,
@@ -25,6 +26,8 @@ from tests.support.search import (
     pg_versions,
     update_product,
 )
+
+pytestmark = ON_EACH_ENGINE
 
 
 async def test_reindex_under_concurrent_writes_loses_nothing(stores: Stores) -> None:

@@ -19,6 +19,7 @@ from search.sync import bulk_operations, read_rows
 from storage import outbox
 from tests.support.auth import bearer
 from tests.support.search import (
+    ON_EACH_ENGINE,
     consumer_for,
     delete_product,
     drain,
@@ -29,6 +30,8 @@ from tests.support.search import (
     proxy_to,
     update_product,
 )
+
+pytestmark = ON_EACH_ENGINE
 
 
 async def _doc(stores: Stores, product_id: int) -> dict[str, object] | None:
@@ -152,7 +155,9 @@ async def test_engine_down_during_1000_writes_then_back_converges_exactly(
         open_stores(fast, application_name="polyshop-test") as stores,
         proxy_to(fast.search_url) as proxy,
     ):
-        engine = create_search_engine("opensearch", f"http://127.0.0.1:{proxy.port}", timeout_s=2)
+        engine = create_search_engine(
+            settings.search_engine, f"http://127.0.0.1:{proxy.port}", timeout_s=2
+        )
         try:
             relay = Relay(stores, [consumer_for(stores, engine)])
             rng = random.Random(7)
@@ -196,7 +201,9 @@ async def test_engine_down_during_1000_writes_then_back_converges_exactly(
 async def test_repeated_failure_dead_letters_then_replay_delivers(settings: Settings) -> None:
     strict = settings.model_copy(update={"outbox_backoff_s": 0.01, "outbox_max_attempts": 2})
     async with open_stores(strict, application_name="polyshop-test") as stores:
-        dead_engine = create_search_engine("opensearch", "http://127.0.0.1:1", timeout_s=1)
+        dead_engine = create_search_engine(
+            settings.search_engine, "http://127.0.0.1:1", timeout_s=1
+        )
         try:
             async with stores.pg.connection() as conn:
                 pid = await insert_product(conn, name="Dead letter lamp")

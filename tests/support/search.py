@@ -10,6 +10,7 @@ import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
@@ -20,6 +21,11 @@ from search.index_admin import alias_name
 from storage import outbox
 
 _sku = itertools.count(1)
+
+ENGINES = ("opensearch", "elasticsearch")
+# `pytestmark = ON_EACH_ENGINE`: every test of the module runs once per engine (the
+# `settings` fixture points the app, the stores and the index at that engine's node).
+ON_EACH_ENGINE = pytest.mark.parametrize("search_engine", ENGINES, indirect=True)
 
 
 async def insert_product(

@@ -24,9 +24,15 @@ ENV_VARS = (
 )
 
 
+# Optional: the nodes of each engine, for the tests that run on both.
+ENGINE_URL_VARS = ("POLYSHOP_OPENSEARCH_URL", "POLYSHOP_ELASTICSEARCH_URL")
+
+
 def _from_environment() -> dict[str, str] | None:
     if all(os.environ.get(v) for v in ENV_VARS):
-        return {v: os.environ[v] for v in ENV_VARS}
+        env = {v: os.environ[v] for v in ENV_VARS}
+        env.update({v: os.environ[v] for v in ENGINE_URL_VARS if os.environ.get(v)})
+        return env
     return None
 
 
@@ -78,6 +84,9 @@ def _testcontainers() -> Iterator[dict[str, str]]:
             ),
             "POLYSHOP_SEARCH_ENGINE": "opensearch",
             "POLYSHOP_SEARCH_URL": (
+                f"http://{search.get_container_host_ip()}:{search.get_exposed_port(9200)}"
+            ),
+            "POLYSHOP_OPENSEARCH_URL": (
                 f"http://{search.get_container_host_ip()}:{search.get_exposed_port(9200)}"
             ),
             "POLYSHOP_S3_ENDPOINT": mcfg["endpoint"],
