@@ -16,7 +16,7 @@ from devstack._supervisor import StackError
 
 cli = typer.Typer(
     name="stack",
-    help="Native dev stack: Postgres, Redis, OpenSearch, MinIO under .devstack/.",
+    help="Native dev stack (.devstack/): Postgres, Redis, OpenSearch, MinIO, RabbitMQ, Mailpit.",
     no_args_is_help=True,
     add_completion=False,
 )
