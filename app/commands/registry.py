@@ -9,6 +9,7 @@ import typer
 
 from app.commands.etl import etl_cli
 from app.commands.images import images_cli
+from app.commands.jobs import jobs_cli, notifications
 from app.commands.keys import keys
 from app.commands.search import search_cli
 from app.commands.seed import seed
@@ -18,5 +19,6 @@ COMMAND_GROUPS: dict[str, typer.Typer] = {
     "search": search_cli,
     "images": images_cli,
     "etl": etl_cli,
+    "jobs": jobs_cli,
 }
-COMMANDS: list[Callable[..., Any]] = [seed]
+COMMANDS: list[Callable[..., Any]] = [seed, notifications]

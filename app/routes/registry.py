@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.routes import analytics, etl, images, orders, products, search
+from app.routes import analytics, etl, images, memberships, orders, products, search
 
 ROUTERS: list[APIRouter] = [
     products.router,
@@ -14,4 +14,5 @@ ROUTERS: list[APIRouter] = [
     search.router,
     analytics.router,
     etl.router,
+    memberships.router,
 ]
