@@ -35,7 +35,7 @@ TIMEOUTS = {
     "opensearch": 240.0,
     "minio": 90.0,
     "epmd": 20.0,
-    "rabbitmq": 120.0,
+    "rabbitmq": 300.0,  # a restart after a crash recovers quorum queues first: slow here
     "mailpit": 30.0,
 }
 DEAD_STATES = {"FATAL", "EXITED", "STOPPED"}
