@@ -116,6 +116,47 @@ class Settings(BaseSettings):
     outbox_backoff_s: float = Field(1.0, gt=0, description="first retry delay, doubled each time")
     outbox_poll_s: float = Field(5.0, gt=0, description="fallback poll when no NOTIFY arrives")
 
+    # Jobs on RabbitMQ (jobs/, notifications/, memberships/; docs/jobs.md)
+    broker_url: SecretStr = Field(
+        SecretStr("amqp://polyshop:polyshop-dev-secret@127.0.0.1:55672/"),
+        description="RabbitMQ AMQP URL (with credentials and vhost)",
+    )
+    broker_prefix: str = Field(
+        "polyshop.",
+        pattern=r"^[a-z0-9_.-]*$",
+        description="prefix of every exchange and queue name (tests use their own)",
+    )
+    broker_delivery_limit: int = Field(
+        5, ge=1, description="deliveries of one message before it is dead-lettered"
+    )
+    broker_prefetch: int = Field(16, ge=1, description="unacked messages per consumer")
+    broker_timeout_s: float = Field(10.0, gt=0, description="connect and confirm timeout")
+    broker_confirms: bool = Field(
+        True, description="wait for publisher confirms (false only for benchmarks)"
+    )
+    smtp_host: str = Field("127.0.0.1", description="SMTP server (Mailpit in development)")
+    smtp_port: int = Field(51025, ge=1, le=65535, description="SMTP port")
+    smtp_security: Literal["none", "starttls", "tls"] = Field(
+        "none", description="plain, STARTTLS after connecting, or TLS from the start (465)"
+    )
+    smtp_username: str = Field("", description="SMTP login; empty: no AUTH")
+    smtp_password: SecretStr = Field(SecretStr(""), description="SMTP password")
+    smtp_timeout_s: float = Field(10.0, gt=0, description="per SMTP command")
+    smtp_connections: int = Field(4, ge=1, description="SMTP connections per service process")
+    mail_from: str = Field("polyshop <shop@polyshop.test>", description="From: of every e-mail")
+    mail_domain: str = Field(
+        "polyshop.test", description="right-hand side of the Message-IDs derived from event ids"
+    )
+    notifications_metrics_port: int = Field(
+        9102, ge=0, description="notifications service /metrics port; 0: off"
+    )
+    membership_reminder_days: float = Field(
+        3, ge=0, description="a renewal reminder is due this many days before the renewal"
+    )
+    membership_sweep_s: float = Field(
+        30.0, gt=0, description="worker: how often due reminders and renewals are looked for"
+    )
+
     # Search engine
     search_engine: Literal["opensearch", "elasticsearch"] = Field(
         "opensearch", description="which client and engine"
@@ -250,8 +291,9 @@ class Settings(BaseSettings):
             for name, value in (
                 ("s3_secret_key", self.s3_secret_key),
                 ("api_key_pepper", self.api_key_pepper),
+                ("broker_url", self.broker_url),
             ):
-                if value.get_secret_value() in (DEV_S3_SECRET, DEV_KEY_PEPPER):
+                if any(dev in value.get_secret_value() for dev in (DEV_S3_SECRET, DEV_KEY_PEPPER)):
                     raise ValueError(f"{name} must be set to a real secret in production")
         return self
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from app import etl_schedule, idempotency_purge, search_worker
+from app import etl_schedule, idempotency_purge, jobs, search_worker
 from app.cache_consumer import CacheInvalidator
 from app.relay import Relay
 from app.stores import Stores
@@ -31,6 +31,7 @@ def build_consumers(stores: Stores) -> list[Consumer]:
     return [
         CacheInvalidator(stores.product_cache),
         search_worker.search_consumer(stores),
+        jobs.jobs_consumer(stores),  # publishes order events and reminders to RabbitMQ
     ]
 
 
@@ -46,5 +47,6 @@ def build_worker(stores: Stores) -> WorkerPlan:
         "etl-schedule": partial(etl_schedule.etl_schedule_task, stores),
         "etl-requests": partial(etl_schedule.etl_requests_task, stores),
         "lake-maintenance": partial(etl_schedule.lake_maintenance_task, stores),
+        "memberships": partial(jobs.run_membership_sweeps, stores),
     }
     return WorkerPlan(consumers, tasks)

@@ -61,7 +61,7 @@ def _install_all(layout: Layout, steps: Steps) -> None:
 
     def apt_then_initdb() -> None:
         if _install.apt_needed(layout):
-            with steps.step("apt-get install postgresql redis-server"):
+            with steps.step("apt-get install postgresql redis-server nginx rabbitmq-server"):
                 _install.ensure_apt_packages(layout)
         if not (layout.data("postgres") / "PG_VERSION").exists():
             with steps.step("initdb (Postgres data directory)"):
@@ -86,8 +86,15 @@ def _install_all(layout: Layout, steps: Steps) -> None:
             with steps.step("mvn: Elasticsearch jars + shim plugin (first time: a minute or two)"):
                 _install.ensure_elasticsearch(layout)
 
+    def mailpit() -> None:
+        if not _install.mailpit_binary(layout).exists():
+            with steps.step("go install mailpit (first time: about 30 s)"):
+                _install.ensure_mailpit(layout)
+        else:
+            _install.ensure_mailpit(layout)  # rebuilds only if the pinned version changed
+
     with ThreadPoolExecutor(max_workers=4) as pool:
-        jobs = (apt_then_initdb, minio, opensearch, elasticsearch)
+        jobs = (apt_then_initdb, minio, opensearch, elasticsearch, mailpit)
         futures = [pool.submit(job) for job in jobs]
         for future in futures:
             future.result()
@@ -176,6 +183,7 @@ def up(
         apps = _config.load_app_programs(layout)
         _config.write_opensearch_config(layout)
         _config.write_elasticsearch_config(layout)
+        _config.write_rabbitmq_config(layout)
         nginx_changed = _config.write_nginx_conf(layout, apps)
         _config.write_if_changed(layout.services_env, _config.render_services_env(layout))
         changed = _config.write_if_changed(
@@ -353,13 +361,22 @@ def stop_service(name: str, *, layout: Layout = LAYOUT) -> None:
         _supervisor.call(layout, "stopProcess", name, True)
 
 
+# Killed as a whole process group: RabbitMQ's start script is not the VM (beam.smp is
+# its child), and a crash of the script alone would leave the node running.
+GROUP_KILLED = frozenset({"rabbitmq"})
+
+
 def kill_service(name: str, *, layout: Layout = LAYOUT) -> None:
-    """SIGKILL the service's main process (a crash, for fault tests); it stays down."""
+    """SIGKILL the service's main process (a crash, for fault tests); it stays down
+    (RabbitMQ and epmd excepted: supervisord restarts them on any exit)."""
     _require_supervisord(layout)
     proc = _supervisor.process_info(layout)[name]
     if proc["statename"] != "RUNNING" or not proc["pid"]:
         return
-    os.kill(proc["pid"], signal.SIGKILL)
+    if name in GROUP_KILLED:
+        os.killpg(proc["pid"], signal.SIGKILL)  # supervisord made it a group leader
+    else:
+        os.kill(proc["pid"], signal.SIGKILL)
     for attempt in Retrying(
         stop=stop_after_delay(10),
         wait=wait_fixed(0.05),

@@ -16,7 +16,8 @@ from devstack._supervisor import StackError
 
 cli = typer.Typer(
     name="stack",
-    help="Native dev stack: Postgres, Redis, OpenSearch, Elasticsearch, MinIO under .devstack/.",
+    help="Native dev stack (.devstack/): Postgres, Redis, OpenSearch, Elasticsearch, MinIO,"
+    " RabbitMQ, Mailpit.",
     no_args_is_help=True,
     add_completion=False,
 )

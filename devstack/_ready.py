@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
 import httpx
@@ -18,9 +19,13 @@ from devstack._services import (
     MINIO_ROOT_USER,
     PG_DATABASE,
     PG_ROLE,
+    RABBITMQ_PASSWORD,
+    RABBITMQ_USER,
     database_url,
     elasticsearch_url,
+    mailpit_url,
     ports,
+    rabbitmq_management_url,
     s3_endpoint,
     search_url,
 )
@@ -31,6 +36,9 @@ TIMEOUTS = {
     "opensearch": 240.0,
     "elasticsearch": 240.0,
     "minio": 90.0,
+    "epmd": 20.0,
+    "rabbitmq": 300.0,  # a restart after a crash recovers quorum queues first: slow here
+    "mailpit": 30.0,
 }
 DEAD_STATES = {"FATAL", "EXITED", "STOPPED"}
 
@@ -105,12 +113,41 @@ def probe_minio(layout: Layout) -> None:
     Minio(endpoint, MINIO_ROOT_USER, MINIO_ROOT_PASSWORD, secure=False).list_buckets()
 
 
+def _tcp_connect(port: int) -> None:
+    with socket.create_connection((HOST, port), timeout=2):
+        pass
+
+
+def probe_epmd(layout: Layout) -> None:
+    _tcp_connect(ports(layout).epmd)
+
+
+def probe_rabbitmq(layout: Layout) -> None:
+    """AMQP listens and the management API answers with the node running (it is up
+    only once the boot steps finished)."""
+    _tcp_connect(ports(layout).rabbitmq)
+    response = httpx.get(
+        f"{rabbitmq_management_url(layout)}/api/health/checks/alarms",
+        auth=(RABBITMQ_USER, RABBITMQ_PASSWORD),
+        timeout=5,
+    )
+    response.raise_for_status()
+
+
+def probe_mailpit(layout: Layout) -> None:
+    _tcp_connect(ports(layout).mailpit_smtp)
+    httpx.get(f"{mailpit_url(layout)}/readyz", timeout=2).raise_for_status()
+
+
 PROBES: dict[str, Callable[[Layout], None]] = {
     "postgres": probe_postgres,
     "redis": probe_redis,
     "opensearch": probe_opensearch,
     "elasticsearch": probe_elasticsearch,
     "minio": probe_minio,
+    "epmd": probe_epmd,
+    "rabbitmq": probe_rabbitmq,
+    "mailpit": probe_mailpit,
 }
 
 

@@ -25,11 +25,33 @@ MINIO_CONSOLE_PORT: Final = 59001
 # The app (``run_app``): nginx on API_PORT, replicas on API_PORT + 1 .. API_PORT + N.
 API_PORT: Final = 8000
 WORKER_METRICS_PORT: Final = 9101
+RABBITMQ_PORT: Final = 55672  # AMQP
+RABBITMQ_MANAGEMENT_PORT: Final = 55673  # management UI and HTTP API (loopback)
+RABBITMQ_DIST_PORT: Final = 55674  # Erlang distribution (the CLI talks to the node on it)
+EPMD_PORT: Final = 55675  # our own epmd, never the system's 4369
+MAILPIT_SMTP_PORT: Final = 51025
+MAILPIT_HTTP_PORT: Final = 51026  # REST API (/api/v1/messages)
+# The notifications service's Prometheus port under `run_app`.
+NOTIFICATIONS_METRICS_PORT: Final = 9102
 
 PG_ROLE: Final = "polyshop"
 PG_DATABASE: Final = "polyshop"
 MINIO_ROOT_USER: Final = "polyshop"
 MINIO_ROOT_PASSWORD: Final = "polyshop-dev-secret"  # dev stack only, loopback only
+RABBITMQ_USER: Final = "polyshop"
+RABBITMQ_PASSWORD: Final = "polyshop-dev-secret"  # dev stack only, loopback only
+# The node name is independent of the host name (localhost always resolves).
+RABBITMQ_NODENAME: Final = "polyshop@localhost"
+
+MAILPIT_VERSION: Final = "v1.33.1"
+MAILPIT_MODULE: Final = "github.com/axllent/mailpit"
+# Mailpit refuses (550) every recipient whose domain ends in `.invalid` (RFC 2606's
+# reserved TLD), so the "SMTP server refuses the address" path is testable. RE2 has no
+# lookahead: the alternatives spell "a last label that is not `invalid`".
+MAILPIT_ALLOWED_RECIPIENTS: Final = (
+    r"@.*\.(?:(?:[^i.>]|i[^n.>]|in[^v.>]|inv[^a.>]|inva[^l.>]|inval[^i.>]|invali[^d.>]"
+    r"|invalid[^.>])[^.>]*|i|in|inv|inva|inval|invali)>?$"
+)
 
 MINIO_VERSION: Final = "v0.0.0-20260212201848-7aac2a2c5b7c"
 MINIO_MODULE: Final = "github.com/minio/minio"
@@ -42,7 +64,16 @@ ELASTICSEARCH_VERSION: Final = "9.5.3"
 ELASTICSEARCH_CLUSTER: Final = "polyshop-es"
 
 # Start order matters only for readability; supervisord starts them together.
-SERVICES: Final = ("postgres", "redis", "opensearch", "elasticsearch", "minio")
+SERVICES: Final = (
+    "postgres",
+    "redis",
+    "opensearch",
+    "elasticsearch",
+    "minio",
+    "epmd",
+    "rabbitmq",
+    "mailpit",
+)
 
 
 @dataclass(frozen=True)
@@ -96,6 +127,34 @@ class Ports:
     def worker_metrics(self) -> int:
         return WORKER_METRICS_PORT + self.offset
 
+    @property
+    def rabbitmq(self) -> int:
+        return RABBITMQ_PORT + self.offset
+
+    @property
+    def rabbitmq_management(self) -> int:
+        return RABBITMQ_MANAGEMENT_PORT + self.offset
+
+    @property
+    def rabbitmq_dist(self) -> int:
+        return RABBITMQ_DIST_PORT + self.offset
+
+    @property
+    def epmd(self) -> int:
+        return EPMD_PORT + self.offset
+
+    @property
+    def mailpit_smtp(self) -> int:
+        return MAILPIT_SMTP_PORT + self.offset
+
+    @property
+    def mailpit_http(self) -> int:
+        return MAILPIT_HTTP_PORT + self.offset
+
+    @property
+    def notifications_metrics(self) -> int:
+        return NOTIFICATIONS_METRICS_PORT + self.offset
+
     def by_service(self) -> dict[str, tuple[int, ...]]:
         return {
             "postgres": (self.postgres,),
@@ -103,6 +162,9 @@ class Ports:
             "opensearch": (self.opensearch_http, self.opensearch_transport),
             "elasticsearch": (self.elasticsearch_http, self.elasticsearch_transport),
             "minio": (self.minio, self.minio_console),
+            "epmd": (self.epmd,),
+            "rabbitmq": (self.rabbitmq, self.rabbitmq_management, self.rabbitmq_dist),
+            "mailpit": (self.mailpit_smtp, self.mailpit_http),
         }
 
 
@@ -130,6 +192,18 @@ def s3_endpoint(layout: Layout = LAYOUT) -> str:
     return f"{HOST}:{ports(layout).minio}"
 
 
+def broker_url(layout: Layout = LAYOUT) -> str:
+    return f"amqp://{RABBITMQ_USER}:{RABBITMQ_PASSWORD}@{HOST}:{ports(layout).rabbitmq}/"
+
+
+def rabbitmq_management_url(layout: Layout = LAYOUT) -> str:
+    return f"http://{HOST}:{ports(layout).rabbitmq_management}"
+
+
+def mailpit_url(layout: Layout = LAYOUT) -> str:
+    return f"http://{HOST}:{ports(layout).mailpit_http}"
+
+
 def urls(layout: Layout = LAYOUT) -> dict[str, str]:
     return {
         "postgres": database_url(layout),
@@ -137,6 +211,9 @@ def urls(layout: Layout = LAYOUT) -> dict[str, str]:
         "opensearch": search_url(layout),
         "elasticsearch": elasticsearch_url(layout),
         "minio": f"http://{s3_endpoint(layout)}",
+        "epmd": f"tcp://{HOST}:{ports(layout).epmd}",
+        "rabbitmq": f"amqp://{HOST}:{ports(layout).rabbitmq}  ui {rabbitmq_management_url(layout)}",
+        "mailpit": f"smtp://{HOST}:{ports(layout).mailpit_smtp}  api {mailpit_url(layout)}",
     }
 
 
@@ -156,6 +233,11 @@ def service_env(layout: Layout = LAYOUT) -> dict[str, str]:
         "POLYSHOP_S3_ENDPOINT": s3_endpoint(layout),
         "POLYSHOP_S3_ACCESS_KEY": MINIO_ROOT_USER,
         "POLYSHOP_S3_SECRET_KEY": MINIO_ROOT_PASSWORD,
+        "POLYSHOP_BROKER_URL": broker_url(layout),
+        "POLYSHOP_SMTP_HOST": HOST,
+        "POLYSHOP_SMTP_PORT": str(ports(layout).mailpit_smtp),
+        # not a setting of the app: tests and benchmarks read the sink's API with it
+        "POLYSHOP_MAILPIT_URL": mailpit_url(layout),
     }
 
 

@@ -5,7 +5,7 @@ Key layout (content-addressed, so identical images are stored once):
 - `renditions/<hex>/<width>.webp` renditions derived from that original
 - `incoming/<upload id>`        direct (presigned) uploads waiting to be verified
 
-Order (defence in depth; the real guard is the row/lock protocol in storage/images.py):
+Order (defence in depth; the real guard is the row/lock protocol in images/content.py):
 writers put the renditions *before* the original, deleters delete the original *before*
 the renditions, so an original in the bucket normally has its renditions too.
 

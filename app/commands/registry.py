@@ -10,6 +10,7 @@ import typer
 from app.commands.cache import cache_cli
 from app.commands.etl import etl_cli
 from app.commands.images import images_cli
+from app.commands.jobs import jobs_cli, notifications
 from app.commands.keys import keys
 from app.commands.search import search_cli
 from app.commands.seed import seed
@@ -20,5 +21,6 @@ COMMAND_GROUPS: dict[str, typer.Typer] = {
     "images": images_cli,
     "etl": etl_cli,
     "cache": cache_cli,
+    "jobs": jobs_cli,
 }
-COMMANDS: list[Callable[..., Any]] = [seed]
+COMMANDS: list[Callable[..., Any]] = [seed, notifications]

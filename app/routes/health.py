@@ -15,6 +15,7 @@ from analytics.lake import LakeStore
 from app.deps import StoresDep
 from app.metrics import STORE_UP
 from app.stores import Stores
+from jobs import admin as jobs_admin
 from search.index_admin import alias_name
 from storage import blobs, cache, postgres
 
@@ -31,6 +32,7 @@ def _checks(stores: Stores) -> dict[str, Callable[[], Awaitable[None]]]:
         "search": lambda: stores.search.ping(alias_name(stores.settings.search_index_prefix)),
         "blobs": lambda: blobs.ping(stores.blobs, stores.settings.s3_bucket),
         "analytics": analytics.ping,
+        "broker": lambda: jobs_admin.ping(stores.settings.broker_url.get_secret_value()),
     }
 
 

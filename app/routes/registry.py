@@ -7,7 +7,7 @@ from fastapi import APIRouter
 
 from app.auth import require_role
 from app.deps import stores_dependency
-from app.routes import analytics, etl, orders, products, search
+from app.routes import analytics, etl, memberships, orders, products, search
 from app.transaction import read_connection_dependency, request_transaction
 from images.routes import build_router as image_router
 from web.router import router as web_router
@@ -27,5 +27,6 @@ def feature_routers() -> list[APIRouter]:
         search.router,
         analytics.router,
         etl.router,
+        memberships.router,
         web_router,  # the web pages (web/): HTML for people, over the same stores
     ]

@@ -32,6 +32,7 @@ async def test_readyz_names_every_store_and_is_green(client: httpx.AsyncClient) 
         "search",
         "blobs",
         "analytics",
+        "broker",
     ]
     assert all(": ok" in line for line in lines)
 

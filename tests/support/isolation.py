@@ -13,6 +13,8 @@ import psycopg
 
 from app.settings import Settings
 from app.stores import create_blob_client
+from jobs.admin import delete_topology
+from jobs.topology import Topology
 from search.engine import create_search_engine
 from storage import migrate
 from storage.blobs import remove_bucket
@@ -40,7 +42,15 @@ def isolated_settings(env: dict[str, str], tmp_path: Path, **overrides: object) 
         "lake_metadata_schema": f"l_{tag}",
         "lake_bucket": f"t-{tag}",
         "lake_prefix": "lake/",
+        "broker_prefix": f"t{tag}.",
     }
+    for key, env_name in (
+        ("broker_url", "POLYSHOP_BROKER_URL"),
+        ("smtp_host", "POLYSHOP_SMTP_HOST"),
+        ("smtp_port", "POLYSHOP_SMTP_PORT"),
+    ):
+        if env.get(env_name):
+            values[key] = env[env_name]
     values.update(overrides)
     # model_validate reads no environment: the test sees exactly these values
     return Settings.model_validate(values)
@@ -80,6 +90,13 @@ async def _drop_everything(settings: Settings) -> None:
         pass
     finally:
         await engine.close()
+
+    with contextlib.suppress(Exception):  # the test's queues and exchanges
+        await delete_topology(
+            settings.broker_url.get_secret_value(),
+            Topology(settings.broker_prefix, settings.broker_delivery_limit),
+            timeout_s=3,
+        )
 
     with contextlib.suppress(Exception):
         await asyncio.to_thread(remove_bucket, create_blob_client(settings), settings.s3_bucket)

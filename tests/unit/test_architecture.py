@@ -24,6 +24,9 @@ ALLOWED: dict[str, set[str]] = {
     "search": {"kit", "storage", "analytics"},
     "etl": {"kit", "storage", "analytics"},
     "sampledata": {"storage", "images", "kit"},
+    "jobs": {"storage"},
+    "notifications": {"storage", "jobs"},
+    "memberships": {"storage", "kit"},
     "web": {"kit", "storage", "search", "analytics", "etl", "images"},
     "devstack": set(),
 }

@@ -18,6 +18,8 @@ APP_ENV = (
     "POLYSHOP_S3_ENDPOINT",
     "POLYSHOP_S3_ACCESS_KEY",
     "POLYSHOP_S3_SECRET_KEY",
+    "POLYSHOP_BROKER_URL",
+    "POLYSHOP_SMTP_HOST",
 )
 ONE_SHOTS = {"minio-init", "migrate"}
 
@@ -37,7 +39,8 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_expected_services(services: dict[str, dict[str, Any]]) -> None:
     expected = {"postgres", "redis", "elasticsearch", "opensearch", "minio", "nginx"}
-    assert expected | ONE_SHOTS | {"api", "worker"} <= set(services)
+    expected |= {"rabbitmq", "mailpit"}
+    assert expected | ONE_SHOTS | {"api", "worker", "notifications"} <= set(services)
 
 
 def test_every_long_running_service_has_a_healthcheck(
@@ -77,6 +80,7 @@ def test_app_commands(services: dict[str, dict[str, Any]]) -> None:
     assert "0.0.0.0" in services["api"]["command"]
     assert services["worker"]["command"] == ["polyshop", "worker"]
     assert services["migrate"]["command"] == ["polyshop", "migrate"]
+    assert services["notifications"]["command"] == ["polyshop", "notifications"]
 
 
 @pytest.mark.parametrize("name", ["api", "worker", "migrate"])

@@ -50,14 +50,18 @@ def test_instances_use_disjoint_ports() -> None:
 
 
 def test_offset_6000_keeps_service_ports_out_of_the_ephemeral_range() -> None:
-    numbers = [p for group in devstack.Ports(6000).by_service().values() for p in group]
+    # Mailpit's reserved base ports (51025/51026) stay in the ephemeral range at +6000;
+    # a fault test that kills Mailpit would need a larger offset (+10000).
+    by_service = devstack.Ports(6000).by_service()
+    numbers = [p for name, group in by_service.items() if name != "mailpit" for p in group]
     assert all(60999 < port < 65536 for port in numbers)
+    assert all(60999 < port < 65536 for port in devstack.Ports(10000).by_service()["mailpit"])
 
 
 def test_app_programs_run_replicas_behind_nginx() -> None:
     layout = devstack.instance("unit", 1000)
     programs = {p.name: p for p in devstack.app_programs(3, layout=layout, env={"X": "1"})}
-    assert set(programs) == {"api", "worker", "nginx"}
+    assert set(programs) == {"api", "worker", "notifications", "nginx"}
     api = programs["api"]
     assert (api.numprocs, api.numprocs_start) == (3, 9001)
     assert "%(process_num)d" in api.command

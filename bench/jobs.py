@@ -1,0 +1,176 @@
+"""Order e-mails end to end: order commit -> outbox -> RabbitMQ -> notifications service
+-> SMTP -> message in Mailpit, against raw aiosmtplib sends of the same e-mail to the
+same Mailpit in the same run; and publishing with publisher confirms vs without.
+
+    uv run python -m bench.jobs [--orders 300] [--raw 300] [--publish 2000]
+
+Uses the dev stack's services (services.env) on a schema and queue prefix of its own,
+removed afterwards. Latency is Mailpit's receive time of each e-mail minus the commit
+time of its order (same host clock). The relay and one service run in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import aio_pika
+import httpx
+
+from app.settings import get_settings
+from app.stores import open_stores
+from jobs.topology import Topology
+from notifications.sender import SmtpConfig, SmtpSender
+from storage import orders
+from tests.support.isolation import isolated_settings, isolated_stores
+from tests.support.jobs import jobs_rig, message_id_of, order_event_ids
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _mailpit_created(mailpit: str, message_ids: set[str]) -> dict[str, datetime]:
+    """Message-ID -> time Mailpit received it, for the given ids (newest pages first)."""
+    found: dict[str, datetime] = {}
+    async with httpx.AsyncClient(base_url=mailpit, timeout=30) as http:
+        start = 0
+        while len(found) < len(message_ids):
+            page = (
+                await http.get("/api/v1/messages", params={"start": start, "limit": 500})
+            ).json()
+            if not page["messages"]:
+                break
+            for m in page["messages"]:
+                mid = f"<{m['MessageID']}>"
+                if mid in message_ids and mid not in found:
+                    found[mid] = datetime.fromisoformat(m["Created"].replace("Z", "+00:00"))
+            start += 500
+    return found
+
+
+async def end_to_end(n: int, env: dict[str, str], tmp: Path) -> tuple[float, float, float]:
+    settings = isolated_settings(env, tmp)
+    async with isolated_stores(settings), open_stores(settings) as stores:
+        async with stores.pg.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO customers (email, name) VALUES (%s, 'Bench') RETURNING id",
+                (f"{uuid.uuid4().hex[:10]}@bench.test",),
+            )
+            customer = (await cur.fetchone())["id"]  # type: ignore[index]
+            cur = await conn.execute(
+                "INSERT INTO products (sku, name, price_minor, currency, stock)"
+                " VALUES ('BENCH-1', 'Bench Chair', 1999, 'USD', 1000000) RETURNING id"
+            )
+            product = (await cur.fetchone())["id"]  # type: ignore[index]
+        async with jobs_rig(stores) as rig:
+            committed: dict[int, datetime] = {}
+            started = time.perf_counter()
+            for _ in range(n):
+                async with stores.pg.connection() as conn, conn.transaction():
+                    change = await orders.place(conn, customer_id=customer, items=[(product, 1)])
+                committed[change.order.id] = datetime.now(UTC)
+            events = await order_event_ids(stores)
+            ids = {message_id_of(events[o], stores): o for o in committed}
+            await rig.mailpit.wait_for(list(ids)[-20:], within_s=600)
+            await rig.mailpit.wait_for(list(ids), within_s=600)
+            elapsed = time.perf_counter() - started
+        created = await _mailpit_created(env["POLYSHOP_MAILPIT_URL"], set(ids))
+    latencies = [
+        (created[m] - committed[o]).total_seconds() for m, o in ids.items() if m in created
+    ]
+    return n / elapsed, statistics.median(latencies), _pct(latencies, 0.99)
+
+
+async def raw_smtp(n: int, host: str, port: int) -> float:
+    sender = SmtpSender(SmtpConfig(host, port), connections=4)
+    tag = uuid.uuid4().hex[:8]
+
+    async def one(i: int) -> None:
+        m = EmailMessage()
+        m["From"], m["To"], m["Subject"] = "shop@polyshop.test", "raw@bench.test", f"raw {i}"
+        m["Message-ID"] = f"<raw-{tag}-{i}@bench.test>"
+        m.set_content("Hello,\n\nthank you for your order.\n")
+        m.add_alternative("<p>Hello, thank you for your order.</p>", subtype="html")
+        await sender.send(m)
+
+    started = time.perf_counter()
+    sem = asyncio.Semaphore(4)
+
+    async def limited(i: int) -> None:
+        async with sem:
+            await one(i)
+
+    await asyncio.gather(*(limited(i) for i in range(n)))
+    elapsed = time.perf_counter() - started
+    await sender.close()
+    return n / elapsed
+
+
+async def publish(n: int, url: str, confirms: bool) -> float:
+    topo = Topology(prefix=f"bench{uuid.uuid4().hex[:6]}.")
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=confirms)
+        exchange = await channel.declare_exchange(topo.exchange, aio_pika.ExchangeType.TOPIC)
+        queue = await channel.declare_queue(
+            topo.notifications_queue, arguments={"x-queue-type": "quorum"}
+        )
+        await queue.bind(exchange, routing_key="#")
+        body = b'{"event_id":1,"data":{}}' * 8
+        started = time.perf_counter()
+        for batch in range(0, n, 200):  # the relay's batch size
+            await asyncio.gather(
+                *(
+                    exchange.publish(
+                        aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                        routing_key="order.created",
+                    )
+                    for _ in range(min(200, n - batch))
+                )
+            )
+        elapsed = time.perf_counter() - started
+        await queue.delete(if_unused=False, if_empty=False)
+        await exchange.delete()
+    return n / elapsed
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--orders", type=int, default=300)
+    parser.add_argument("--raw", type=int, default=300)
+    parser.add_argument("--publish", type=int, default=2000)
+    args = parser.parse_args()
+    base = get_settings()
+    env = {k: v for k, v in os.environ.items() if k.startswith("POLYSHOP_")}
+    with TemporaryDirectory() as tmp:
+        e2e_rate, p50, p99 = await end_to_end(args.orders, env, Path(tmp))
+    raw_rate = await raw_smtp(args.raw, base.smtp_host, base.smtp_port)
+    url = base.broker_url.get_secret_value()
+    with_confirms = await publish(args.publish, url, True)
+    without = await publish(args.publish, url, False)
+    print(
+        f"end to end ({args.orders} orders): {e2e_rate:.1f} e-mails/s, "
+        f"commit->Mailpit p50 {p50 * 1000:.0f} ms p99 {p99 * 1000:.0f} ms"
+    )
+    print(
+        f"raw aiosmtplib ({args.raw}, 4 connections): {raw_rate:.1f} e-mails/s; "
+        f"end to end / raw = {e2e_rate / raw_rate:.2f}"
+    )
+    print(
+        f"publish {args.publish} persistent to a quorum queue: confirms {with_confirms:.0f}/s, "
+        f"no confirms {without:.0f}/s; ratio {with_confirms / without:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

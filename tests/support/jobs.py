@@ -1,0 +1,114 @@
+"""The jobs' test rig: the outbox relay with only the broker publisher, the notifications
+service in-process, and Mailpit's REST API to read back what was sent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from app.jobs import build_notification_service, jobs_consumer
+from app.relay import Relay
+from app.stores import Stores
+from jobs.publisher import BrokerPublisher
+from notifications.service import NotificationService
+
+
+class Mailpit:
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or os.environ.get("POLYSHOP_MAILPIT_URL", "")
+        self.http = httpx.AsyncClient(base_url=self.url, timeout=10)
+
+    async def search(self, query: str) -> list[dict[str, Any]]:
+        response = await self.http.get("/api/v1/search", params={"query": query, "limit": 1000})
+        response.raise_for_status()
+        return list(response.json()["messages"])
+
+    async def count(self, message_id: str) -> int:
+        return len(await self.search(f"message-id:{message_id.strip('<>')}"))
+
+    async def message(self, mailpit_id: str) -> dict[str, Any]:
+        response = await self.http.get(f"/api/v1/message/{mailpit_id}")
+        response.raise_for_status()
+        return dict(response.json())
+
+    async def wait_for(self, message_ids: list[str], within_s: float = 60) -> dict[str, int]:
+        """Wait until every Message-ID arrived at least once; their counts."""
+        counts: dict[str, int] = {}
+        async for attempt in AsyncRetrying(
+            stop=stop_after_delay(within_s),
+            wait=wait_fixed(0.25),
+            retry=retry_if_exception_type(AssertionError),
+            reraise=True,
+        ):
+            with attempt:
+                for mid in message_ids:
+                    if counts.get(mid, 0) == 0:
+                        counts[mid] = await self.count(mid)
+                missing = [m for m, n in counts.items() if n == 0]
+                assert not missing, f"{len(missing)} e-mails not in Mailpit, e.g. {missing[:3]}"
+        return {m: await self.count(m) for m in message_ids}
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+@dataclass
+class Rig:
+    stores: Stores
+    relay: Relay
+    publisher: BrokerPublisher
+    service: NotificationService
+    mailpit: Mailpit
+
+
+async def _stop(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
+    stop.set()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(task, 40)
+
+
+@contextlib.asynccontextmanager
+async def jobs_rig(stores: Stores, *, service: bool = True) -> AsyncIterator[Rig]:
+    """Relay (publisher only) and, with `service`, one notifications service."""
+    publisher = jobs_consumer(stores)
+    relay = Relay(stores, [publisher])
+    notifier = build_notification_service(stores.settings, stores.pg)
+    notifier.backoff_s = 0.2
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(relay.run(stop))]
+    if service:
+        tasks.append(asyncio.create_task(notifier.run(stop)))
+    mailpit = Mailpit()
+    try:
+        await asyncio.wait_for(relay.listening.wait(), 30)
+        if service:
+            await asyncio.wait_for(notifier.consuming.wait(), 30)
+        yield Rig(stores, relay, publisher, notifier, mailpit)
+    finally:
+        await _stop(stop, tasks)
+        await publisher.close()
+        await mailpit.close()
+
+
+def message_id_of(event_id: int, stores: Stores) -> str:
+    from notifications.templates import message_id
+
+    s = stores.settings
+    return message_id(event_id, s.database_schema, s.mail_domain)
+
+
+async def order_event_ids(stores: Stores, event_type: str = "order.created") -> dict[int, int]:
+    """order id -> outbox event id of `event_type`."""
+    async with stores.pg.connection() as conn:
+        cur = await conn.execute(
+            "SELECT aggregate_id, id FROM outbox WHERE event_type = %s", (event_type,)
+        )
+        return {int(r["aggregate_id"]): int(r["id"]) for r in await cur.fetchall()}
