@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from memberships.plans import PLANS
 
@@ -15,7 +15,9 @@ class MembershipIn(BaseModel):
 
     plan: str = Field(
         description=f"one of {', '.join(sorted(PLANS))}",
-        json_schema_extra={"enum": sorted(PLANS)},  # documented, so clients and fuzzers know
+        json_schema_extra={
+            "enum": list[JsonValue](sorted(PLANS))
+        },  # documented, so clients and fuzzers know
     )
     renews_at: AwareDatetime | None = Field(
         None, description="first renewal (default: one period from now); must be in the future"
