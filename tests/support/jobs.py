@@ -20,9 +20,17 @@ from jobs.publisher import BrokerPublisher
 from notifications.service import NotificationService
 
 
+def _stack_mailpit_url() -> str:
+    """The dev stack's Mailpit (as `make test` runs pytest: the addresses are not in the
+    environment; the stack instance is the one the environment selects)."""
+    import devstack
+
+    return devstack.service_env()["POLYSHOP_MAILPIT_URL"]
+
+
 class Mailpit:
     def __init__(self, url: str | None = None) -> None:
-        self.url = url or os.environ.get("POLYSHOP_MAILPIT_URL", "")
+        self.url = url or os.environ.get("POLYSHOP_MAILPIT_URL") or _stack_mailpit_url()
         self.http = httpx.AsyncClient(base_url=self.url, timeout=10)
 
     async def search(self, query: str) -> list[dict[str, Any]]:
