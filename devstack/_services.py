@@ -6,33 +6,12 @@ layout's ``port_offset`` (``ports(layout)``, ``urls(layout)``, ``service_env(lay
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Final
 
 from devstack._paths import LAYOUT, Layout
 
 HOST: Final = "127.0.0.1"
-
-POSTGRES_PORT: Final = 55432
-REDIS_PORT: Final = 56379
-OPENSEARCH_BASE_HTTP_PORT: Final = 59200  # the runner gives node n the port base + n
-OPENSEARCH_HTTP_PORT: Final = OPENSEARCH_BASE_HTTP_PORT + 1
-OPENSEARCH_TRANSPORT_PORT: Final = 59301
-ELASTICSEARCH_HTTP_PORT: Final = 59211
-ELASTICSEARCH_TRANSPORT_PORT: Final = 59311
-MINIO_PORT: Final = 59000
-MINIO_CONSOLE_PORT: Final = 59001
-# The app (``run_app``): nginx on API_PORT, replicas on API_PORT + 1 .. API_PORT + N.
-API_PORT: Final = 8000
-WORKER_METRICS_PORT: Final = 9101
-RABBITMQ_PORT: Final = 55672  # AMQP
-RABBITMQ_MANAGEMENT_PORT: Final = 55673  # management UI and HTTP API (loopback)
-RABBITMQ_DIST_PORT: Final = 55674  # Erlang distribution (the CLI talks to the node on it)
-EPMD_PORT: Final = 55675  # our own epmd, never the system's 4369
-MAILPIT_SMTP_PORT: Final = 51025
-MAILPIT_HTTP_PORT: Final = 51026  # REST API (/api/v1/messages)
-# The notifications service's Prometheus port under `run_app`.
-NOTIFICATIONS_METRICS_PORT: Final = 9102
 
 PG_ROLE: Final = "polyshop"
 PG_DATABASE: Final = "polyshop"
@@ -78,82 +57,35 @@ SERVICES: Final = (
 
 @dataclass(frozen=True)
 class Ports:
-    """Every port of one instance: the defaults plus the layout's offset."""
+    """Every port of one instance: each field's default (the default instance's port)
+    shifted by ``offset``."""
 
     offset: int = 0
+    postgres: int = field(init=False, default=55432)
+    redis: int = field(init=False, default=56379)
+    # the OpenSearch runner gives node n the port base + n; we run node 1
+    opensearch_base: int = field(init=False, default=59200)
+    opensearch_http: int = field(init=False, default=59201)
+    opensearch_transport: int = field(init=False, default=59301)
+    elasticsearch_http: int = field(init=False, default=59211)
+    elasticsearch_transport: int = field(init=False, default=59311)
+    minio: int = field(init=False, default=59000)
+    minio_console: int = field(init=False, default=59001)
+    # the app (``run_app``): nginx on ``api``, replica i (1-based) on ``api + i``
+    api: int = field(init=False, default=8000)
+    worker_metrics: int = field(init=False, default=9101)
+    notifications_metrics: int = field(init=False, default=9102)
+    rabbitmq: int = field(init=False, default=55672)  # AMQP
+    rabbitmq_management: int = field(init=False, default=55673)  # UI and HTTP API
+    rabbitmq_dist: int = field(init=False, default=55674)  # Erlang distribution (the CLI)
+    epmd: int = field(init=False, default=55675)  # our own epmd, never the system's 4369
+    mailpit_smtp: int = field(init=False, default=51025)
+    mailpit_http: int = field(init=False, default=51026)  # REST API (/api/v1/messages)
 
-    @property
-    def postgres(self) -> int:
-        return POSTGRES_PORT + self.offset
-
-    @property
-    def redis(self) -> int:
-        return REDIS_PORT + self.offset
-
-    @property
-    def opensearch_base(self) -> int:
-        return OPENSEARCH_BASE_HTTP_PORT + self.offset
-
-    @property
-    def opensearch_http(self) -> int:
-        return self.opensearch_base + 1
-
-    @property
-    def opensearch_transport(self) -> int:
-        return OPENSEARCH_TRANSPORT_PORT + self.offset
-
-    @property
-    def elasticsearch_http(self) -> int:
-        return ELASTICSEARCH_HTTP_PORT + self.offset
-
-    @property
-    def elasticsearch_transport(self) -> int:
-        return ELASTICSEARCH_TRANSPORT_PORT + self.offset
-
-    @property
-    def minio(self) -> int:
-        return MINIO_PORT + self.offset
-
-    @property
-    def minio_console(self) -> int:
-        return MINIO_CONSOLE_PORT + self.offset
-
-    @property
-    def api(self) -> int:
-        """The load balancer's port; replica i (1-based) listens on ``api + i``."""
-        return API_PORT + self.offset
-
-    @property
-    def worker_metrics(self) -> int:
-        return WORKER_METRICS_PORT + self.offset
-
-    @property
-    def rabbitmq(self) -> int:
-        return RABBITMQ_PORT + self.offset
-
-    @property
-    def rabbitmq_management(self) -> int:
-        return RABBITMQ_MANAGEMENT_PORT + self.offset
-
-    @property
-    def rabbitmq_dist(self) -> int:
-        return RABBITMQ_DIST_PORT + self.offset
-
-    @property
-    def epmd(self) -> int:
-        return EPMD_PORT + self.offset
-
-    @property
-    def mailpit_smtp(self) -> int:
-        return MAILPIT_SMTP_PORT + self.offset
-
-    @property
-    def mailpit_http(self) -> int:
-        return MAILPIT_HTTP_PORT + self.offset
-
-    @property
-    def notifications_metrics(self) -> int:
-        return NOTIFICATIONS_METRICS_PORT + self.offset
+    def __post_init__(self) -> None:
+        for port in fields(self):
+            if port.name != "offset":
+                object.__setattr__(self, port.name, port.default + self.offset)  # type: ignore[operator]
 
     def by_service(self) -> dict[str, tuple[int, ...]]:
         return {

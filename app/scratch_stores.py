@@ -1,0 +1,120 @@
+"""The store names of a scratch run (a test or a benchmark) and their removal.
+
+A scratch run gets a Postgres schema, a Redis key prefix, a search index prefix, a
+bucket, a DuckLake catalog schema and a broker prefix of its own, all derived from one
+tag (`scratch_names`), and `scratch_stores` drops every one of them afterwards. Tests
+(`tests/support/isolation.py`) and benchmarks (`bench/isolation.py`) both build on it, so
+no run can write under the shop's names: a bench once wrote products in its own schema
+under the shop's Redis prefix and raised the shop's version floors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import psycopg
+
+from app.settings import Settings
+from app.stores import create_blob_client
+from jobs.admin import delete_topology
+from jobs.topology import Topology
+from search.engine import create_search_engine
+from storage import migrate
+from storage.blobs import remove_bucket
+from storage.cache import create_redis
+
+_TAG = re.compile(r"[a-z][a-z0-9_]{2,40}")
+
+
+def scratch_tag(kind: str) -> str:
+    """A new tag: `kind` and a random suffix (`kind` is lowercase letters, digits, `_`)."""
+    tag = f"{kind}_{uuid.uuid4().hex[:8]}"
+    if not _TAG.fullmatch(tag):
+        raise ValueError(f"a scratch run's kind must be short lowercase words: {kind!r}")
+    return tag
+
+
+def scratch_names(tag: str, duckdb_path: Path) -> dict[str, object]:
+    """Every store name of the run tagged `tag`, as Settings fields."""
+    dashed = tag.replace("_", "-")
+    return {
+        "database_schema": tag,
+        "redis_prefix": f"{dashed}:",
+        "search_index_prefix": dashed,
+        "s3_bucket": dashed,
+        "duckdb_path": duckdb_path,
+        # the DuckLake backend (when a run turns it on): its own catalog schema, and its
+        # files under a prefix of the run's own bucket
+        "lake_metadata_schema": f"{tag}_lake",
+        "lake_bucket": dashed,
+        "lake_prefix": "lake/",
+        "broker_prefix": f"{dashed}.",
+    }
+
+
+def scratch_env(settings: Settings) -> dict[str, str]:
+    """The run's names as POLYSHOP_* variables, for the app processes a run starts."""
+    return {
+        "POLYSHOP_DATABASE_SCHEMA": settings.database_schema,
+        "POLYSHOP_REDIS_PREFIX": settings.redis_prefix,
+        "POLYSHOP_SEARCH_INDEX_PREFIX": settings.search_index_prefix,
+        "POLYSHOP_S3_BUCKET": settings.s3_bucket,
+        "POLYSHOP_DUCKDB_PATH": str(settings.duckdb_path),
+        "POLYSHOP_LAKE_METADATA_SCHEMA": settings.lake_metadata_schema,
+        "POLYSHOP_LAKE_BUCKET": settings.lake_bucket,
+        "POLYSHOP_LAKE_PREFIX": settings.lake_prefix,
+        "POLYSHOP_BROKER_PREFIX": settings.broker_prefix,
+    }
+
+
+@contextlib.asynccontextmanager
+async def scratch_stores(settings: Settings) -> AsyncIterator[Settings]:
+    """Migrate the run's schema; on exit drop everything the run may have made."""
+    await asyncio.to_thread(migrate.upgrade, settings.database_url, settings.database_schema)
+    try:
+        yield settings
+    finally:
+        await drop_scratch_state(settings)
+
+
+async def drop_scratch_state(settings: Settings) -> None:
+    """Remove the run's schemas, keys, indices, queues, bucket and DuckDB file. A store the
+    run stopped on purpose (a fault test) is skipped: its names die with the run's tag."""
+    async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as c:
+        await c.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
+        await c.execute(f'DROP SCHEMA IF EXISTS "{settings.lake_metadata_schema}" CASCADE')
+
+    redis = create_redis(settings.redis_url, timeout_s=2)
+    try:
+        keys = [k async for k in redis.scan_iter(match=f"{settings.redis_prefix}*", count=1000)]
+        if keys:
+            await redis.delete(*keys)
+    except Exception:
+        pass
+    finally:
+        await redis.aclose()
+
+    engine = create_search_engine(settings.search_engine, settings.search_url)
+    try:
+        await engine.client.indices.delete(
+            index=f"{settings.search_index_prefix}*", ignore_unavailable=True
+        )
+    except Exception:
+        pass
+    finally:
+        await engine.close()
+
+    with contextlib.suppress(Exception):
+        await delete_topology(
+            settings.broker_url.get_secret_value(),
+            Topology(settings.broker_prefix, settings.broker_delivery_limit),
+            timeout_s=3,
+        )
+    with contextlib.suppress(Exception):
+        await asyncio.to_thread(remove_bucket, create_blob_client(settings), settings.s3_bucket)
+    await asyncio.to_thread(Path(settings.duckdb_path).unlink, missing_ok=True)
