@@ -99,15 +99,7 @@ async def drop_scratch_state(settings: Settings) -> None:
     finally:
         await redis.aclose()
 
-    engine = create_search_engine(settings.search_engine, settings.search_url)
-    try:
-        await engine.client.indices.delete(
-            index=f"{settings.search_index_prefix}*", ignore_unavailable=True
-        )
-    except Exception:
-        pass
-    finally:
-        await engine.close()
+    await drop_scratch_indices(settings)
 
     with contextlib.suppress(Exception):
         await delete_topology(
@@ -118,3 +110,17 @@ async def drop_scratch_state(settings: Settings) -> None:
     with contextlib.suppress(Exception):
         await asyncio.to_thread(remove_bucket, create_blob_client(settings), settings.s3_bucket)
     await asyncio.to_thread(Path(settings.duckdb_path).unlink, missing_ok=True)
+
+
+async def drop_scratch_indices(settings: Settings) -> None:
+    """The run's indices on `settings`' engine (a run that uses both engines calls it for
+    the other one too); an engine that is down is skipped."""
+    engine = create_search_engine(settings.search_engine, settings.search_url)
+    try:
+        await engine.client.indices.delete(
+            index=f"{settings.search_index_prefix}*", ignore_unavailable=True
+        )
+    except Exception:
+        pass
+    finally:
+        await engine.close()

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from app.scratch_stores import (
+    drop_scratch_indices,
     drop_scratch_state,
     scratch_env,
     scratch_names,
@@ -19,6 +20,7 @@ from app.settings import Settings
 
 bench_env = scratch_env
 drop_bench_state = drop_scratch_state
+drop_bench_indices = drop_scratch_indices
 bench_stores = scratch_stores
 
 

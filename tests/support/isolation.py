@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.scratch_stores import scratch_names, scratch_stores, scratch_tag
+from app.scratch_stores import drop_scratch_state, scratch_names, scratch_stores, scratch_tag
 from app.settings import Settings
 
 isolated_stores = scratch_stores
+drop_everything = drop_scratch_state
 
 
 def isolated_settings(env: dict[str, str], tmp_path: Path, **overrides: object) -> Settings:
