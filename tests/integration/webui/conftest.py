@@ -100,7 +100,7 @@ class Web:
     async def sign_in(self, page: Page, key: str, next_path: str = "") -> None:
         await page.goto(f"{self.base}/signin?next={next_path}")
         await page.get_by_label("API key").fill(key)
-        await page.get_by_role("button", name="Sign in").click()
+        await page.get_by_role("button", name="Sign in with the key").click()
         await page.wait_for_load_state()
 
     async def axe(self, page: Page) -> list[dict[str, object]]:
