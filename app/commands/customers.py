@@ -17,6 +17,11 @@ from storage import customers
 customers_cli = typer.Typer(help="Customers: set a web sign-in password.", no_args_is_help=True)
 
 
+@customers_cli.callback()
+def _group() -> None:
+    """Customers: set a web sign-in password."""  # a group even with one command
+
+
 @customers_cli.command("set-password")
 def set_password(
     email: Annotated[str, typer.Option(help="the customer's e-mail")],
