@@ -42,6 +42,14 @@ async def test_a_customer_signs_in_with_email_and_password(stores: Stores, web: 
     await page.get_by_role("heading", name="My orders").wait_for()
     assert await page.get_by_role("button", name="Sign out (customer)").is_visible()
 
+    # a page of another role: a page that says so (not JSON), with a way on
+    answer = await page.goto(f"{web.base}/staff/products")
+    assert answer is not None and answer.status == 403
+    assert "needs the role admin" in await page.get_by_test_id("error").inner_text()
+    await page.get_by_role("link", name="Sign in with another account").wait_for()
+    await web.screenshot(page, "error-403-role")
+    assert await web.axe(page) == []
+
 
 async def test_memberships_start_with_field_errors_then_cancel(stores: Stores, web: Web) -> None:
     key, customer_id = await data.new_key(stores, "customer")
