@@ -87,7 +87,7 @@ class Page:
                 target += "?" + self.request.url.query
             raise SignInNeeded(target)
         if self.session.role not in roles:
-            raise HTTPException(403, f"this page needs the role {' or '.join(roles)}")
+            raise HTTPException(403, f"This page needs the role {' or '.join(roles)}.")
         return self.session
 
     def render(
