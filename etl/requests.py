@@ -35,3 +35,21 @@ async def request_run(conn: Conn, kind: str, options: dict[str, Any]) -> dict[st
     queued = await cur.fetchone()
     assert queued is not None
     return queued
+
+
+async def recent_runs(conn: Conn, limit: int) -> tuple[bool, list[dict[str, Any]]]:
+    """Whether a run is on now (some process holds the ETL lock), and the `limit` newest
+    runs, newest first: what GET /etl/runs and the admin's ETL page show."""
+    cur = await conn.execute(
+        f"SELECT {RUN_COLUMNS} FROM etl_runs ORDER BY started_at DESC, id DESC LIMIT %s",
+        (limit,),
+    )
+    runs = await cur.fetchall()
+    cur = await conn.execute(RUNNING_SQL)
+    row = await cur.fetchone()
+    return bool(row and row["running"]), runs
+
+
+async def find_run(conn: Conn, run_id: int) -> dict[str, Any] | None:
+    cur = await conn.execute(f"SELECT {RUN_COLUMNS} FROM etl_runs WHERE id = %s", (run_id,))
+    return await cur.fetchone()

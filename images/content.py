@@ -43,6 +43,7 @@ from images.processing.process import (
 from images.repository import (
     COLUMNS,
     LOCK_PRODUCT,
+    ImageRow,
     ProductNotFound,
     SavedImage,
     fetch_images,
@@ -247,6 +248,50 @@ async def delete_image_row(
     if row is None:
         return None, None
     return str(row["sha256"]), await touch_product(conn, product_id)
+
+
+class PositionOutOfRange(Exception):
+    """The asked place is past the product's last image (`last` is the highest allowed)."""
+
+    def __init__(self, last: int) -> None:
+        super().__init__(f"must be between 0 and {last}")
+        self.last = last
+
+
+async def move_image(
+    conn: Conn, product_id: int, image_id: int, position: int
+) -> tuple[list[ImageRow], int] | None:
+    """Move the image to place `position` (0 = primary) in the product's order, in the
+    caller's transaction; the others keep their order and every image gets its place as
+    its new `position` (0..n-1). Returns (the images in their new order, the product's
+    new version), None if the product has no such image; `PositionOutOfRange` if
+    `position` is past the last image."""
+    # product first, then its images: the lock order every writer uses (no deadlocks)
+    await conn.execute("SELECT 1 FROM products WHERE id = %s FOR NO KEY UPDATE", (product_id,))
+    rows = await fetch_images(
+        conn,
+        f"SELECT {COLUMNS} FROM product_images WHERE product_id = %s"
+        " ORDER BY position, id FOR UPDATE",
+        (product_id,),
+    )
+    moving = next((r for r in rows if r.id == image_id), None)
+    if moving is None:
+        return None
+    if position > len(rows) - 1:
+        raise PositionOutOfRange(len(rows) - 1)
+    order = [r.id for r in rows if r.id != image_id]
+    order.insert(position, image_id)
+    moved = await fetch_images(
+        conn,
+        f"""UPDATE product_images i SET position = (o.n - 1)::integer
+            FROM unnest(%s::bigint[]) WITH ORDINALITY AS o(id, n)
+            WHERE i.id = o.id AND i.product_id = %s
+            RETURNING {", ".join("i." + c.strip() for c in COLUMNS.split(","))}""",
+        (order, product_id),
+    )
+    version = await touch_product(conn, product_id)
+    assert version is not None  # the product row is locked and has this image
+    return sorted(moved, key=lambda r: r.position), version
 
 
 async def release_blobs(pool: Pool, blobs: ImageBlobs, shas: Iterable[str]) -> list[str]:

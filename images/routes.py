@@ -1,4 +1,4 @@
-"""Product images: upload (multipart or presigned direct upload), list, delete.
+"""Product images: upload (multipart or presigned direct upload), list, reorder, delete.
 
 The router is built by `build_router` with the app's dependencies (how to reach the
 stores, who is an admin, the request transaction): this package does not import app/.
@@ -28,6 +28,7 @@ from images.schemas import (
     DirectUploadOut,
     ImageList,
     ImageOut,
+    ImagePatch,
 )
 from kit.json_types import TEXT_PATTERN
 from kit.problems import Conflict, InvalidField, NotFound, render_problem
@@ -184,6 +185,41 @@ def build_router(
         tx.product_changed(product_id, version)
         tx.after_commit(lambda: service.release_blobs(stores, [sha]))
         return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    @router.patch(
+        "/products/{product_id}/images/{image_id:int}",
+        response_model=ImageList,
+        summary="Reorder: move an image to another place (0 = the primary image)",
+        description=(
+            "The other images keep their order; every image's `position` becomes its "
+            "place (0..n-1). Answers the product's images in their new order. 422 names "
+            "`position` when it is past the last image."
+        ),
+        responses={
+            **_ERRORS,
+            404: {"description": "no such image on this product"},
+            422: {"description": "`position` is not a place in the product's images"},
+        },
+    )
+    async def move_image(
+        product_id: int,
+        image_id: int,
+        body: ImagePatch,
+        stores: StoresDep,
+        _admin: AdminDep,
+        tx: TransactionDep,
+    ) -> ImageList:
+        try:
+            moved = await content.move_image(
+                await tx.connection(), product_id, image_id, body.position
+            )
+        except content.PositionOutOfRange as exc:
+            raise InvalidField("position", str(exc)) from exc
+        if moved is None:
+            raise NotFound(f"product {product_id} has no image {image_id}")
+        rows, version = moved
+        tx.product_changed(product_id, version)
+        return ImageList(items=[service.image_out(stores, row) for row in rows])
 
     @router.post(
         "/products/{product_id}/images/uploads",

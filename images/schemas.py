@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from kit.json_types import JSON_INTEGER, TEXT_PATTERN
 
@@ -39,6 +39,15 @@ class ImageOut(BaseModel):
     )
     urls_expire_at: datetime | None = Field(
         description="presigned URLs stop working then; null for public URLs"
+    )
+
+
+class ImagePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    position: Annotated[int, Field(ge=0, le=1_000_000), JSON_INTEGER] = Field(
+        description="the image's new place in the product's order (0 = primary); the "
+        "others keep their order and are renumbered 0..n-1"
     )
 
 

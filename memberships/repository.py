@@ -96,6 +96,18 @@ async def get(
     return None if row is None else _membership(_dict(cur, row))
 
 
+async def for_customer(
+    conn: AsyncConnection[Any], customer_id: int, *, limit: int = 100
+) -> list[Membership]:
+    """The customer's memberships, active ones first, then the newest."""
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM memberships m WHERE m.customer_id = %s"
+        " ORDER BY m.status = 'active' DESC, m.started_at DESC, m.id DESC LIMIT %s",
+        (customer_id, limit),
+    )
+    return [_membership(_dict(cur, row)) for row in await cur.fetchall()]
+
+
 async def cancel(conn: AsyncConnection[Any], membership_id: int, *, now: datetime) -> Membership:
     """Cancel (idempotent) and drop the scheduled reminder: nothing is sent for it."""
     await conn.execute(

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import psycopg
 
+from kit import passwords
 from storage import locks
 
 CURRENCY = "USD"
@@ -157,6 +158,9 @@ class _Silent:
         pass
 
 
+DEMO_CUSTOMERS = 5
+
+
 @dataclass(frozen=True)
 class SeedResult:
     skipped: bool
@@ -165,6 +169,7 @@ class SeedResult:
     orders: int = 0
     order_lines: int = 0
     product_offset: int = 0  # products that were there before (sku numbers start here)
+    demo_emails: tuple[str, ...] = ()  # customers who sign in with passwords.DEMO_PASSWORD
 
 
 def _price_minor(rng: random.Random, top: str) -> int:
@@ -410,12 +415,30 @@ def seed(
             "customers",
         )
 
+        demo = _demo_passwords(conn, customer_offset, min(customers, DEMO_CUSTOMERS))
+
         n_lines = 0
         if orders:
             n_lines = _load_orders(conn, rng, orders, now, bar)
         for table in ("products", "customers", "orders", "order_lines"):
             conn.execute(f"ANALYZE {table}")
-    return SeedResult(False, products, customers, orders if n_lines else 0, n_lines, product_offset)
+    return SeedResult(
+        False, products, customers, orders if n_lines else 0, n_lines, product_offset, demo
+    )
+
+
+def _demo_passwords(conn: psycopg.Connection[Any], offset: int, n: int) -> tuple[str, ...]:
+    """The first `n` new customers get the documented demo password (each its own salt),
+    so the storefront can be tried with e-mail and password; the others have none."""
+    rows = conn.execute(
+        "SELECT id, email FROM customers ORDER BY id OFFSET %s LIMIT %s", (offset, n)
+    ).fetchall()
+    for customer_id, _ in rows:
+        conn.execute(
+            "UPDATE customers SET password_hash = %s WHERE id = %s",
+            (passwords.hash_password(passwords.DEMO_PASSWORD), customer_id),
+        )
+    return tuple(email for _, email in rows)
 
 
 def _load_orders(

@@ -61,3 +61,32 @@ def _as_dict(cur: Any, row: Any) -> dict[str, Any]:
     if isinstance(row, dict):
         return row
     return {col.name: value for col, value in zip(cur.description, row, strict=True)}
+
+
+async def set_password_hash(conn: AsyncConnection[Any], customer_id: int, stored: str) -> bool:
+    """Store a customer's password hash (kit/passwords.py makes it); False: no customer."""
+    cur = await conn.execute(
+        "UPDATE customers SET password_hash = %s, updated_at = now() WHERE id = %s",
+        (stored, customer_id),
+    )
+    return cur.rowcount == 1
+
+
+async def credentials(conn: AsyncConnection[Any], email: str) -> tuple[int, str | None] | None:
+    """(id, password hash) of the customer with this e-mail (case-insensitive), or None."""
+    cur = await conn.execute(
+        "SELECT id, password_hash FROM customers WHERE lower(email) = lower(%s)"
+        " ORDER BY id LIMIT 1",
+        (email,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    found = _as_dict(cur, row)
+    return int(found["id"]), found["password_hash"]
+
+
+async def password_hash(conn: AsyncConnection[Any], customer_id: int) -> str | None:
+    cur = await conn.execute("SELECT password_hash FROM customers WHERE id = %s", (customer_id,))
+    row = await cur.fetchone()
+    return None if row is None else _as_dict(cur, row)["password_hash"]

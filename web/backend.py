@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from analytics.duck import AnalyticsStore
 from analytics.lake import LakeStore
-from images.blobs import ImageBlobs
+from images.context import ImageSettings, ImageStores
 from search.engine import SearchEngine
 from search.index_admin import alias_name
 from storage.product_cache import ProductCache
@@ -27,7 +27,9 @@ from storage.product_cache import ProductCache
 Conn = AsyncConnection[dict[str, Any]]
 
 
-class WebSettings(Protocol):
+class WebSettings(ImageSettings, Protocol):
+    """The image domain's settings (web/ stores images through images/) and these."""
+
     @property
     def environment(self) -> str: ...
     @property
@@ -36,16 +38,6 @@ class WebSettings(Protocol):
     def search_index_prefix(self) -> str: ...
     @property
     def api_key_pepper(self) -> SecretStr: ...
-    @property
-    def s3_bucket(self) -> str: ...
-    @property
-    def image_max_bytes(self) -> int: ...
-    @property
-    def image_max_pixels(self) -> int: ...
-    @property
-    def image_rendition_widths(self) -> list[int]: ...
-    @property
-    def image_renditions(self) -> str: ...
     @property
     def currencies(self) -> Sequence[str]: ...
     @property
@@ -68,9 +60,11 @@ class WebSettings(Protocol):
     def analytics_query_timeout_s(self) -> float: ...
     @property
     def analytics_max_rows(self) -> int: ...
+    @property
+    def membership_reminder_days(self) -> float: ...
 
 
-class WebStores(Protocol):
+class WebStores(ImageStores, Protocol):
     @property
     def settings(self) -> WebSettings: ...
     @property
@@ -98,10 +92,6 @@ async def stores_dependency(request: Request) -> WebStores:
 
 def search_index(stores: WebStores) -> str:
     return alias_name(stores.settings.search_index_prefix)
-
-
-def image_blobs(stores: WebStores) -> ImageBlobs:
-    return ImageBlobs(stores.blobs, stores.settings.s3_bucket)
 
 
 async def invalidate(request: Request, changes: Sequence[tuple[int, int]]) -> None:

@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request, Response
 from fastapi.templating import Jinja2Templates
@@ -25,6 +25,7 @@ from storage.money import format_minor
 from web import cart as cart_cookie
 from web import sessions
 from web.backend import WebStores, get_stores
+from web.errors import SignInNeeded
 from web.sessions import Session
 
 CSRF_COOKIE = "polyshop_csrf"
@@ -34,7 +35,7 @@ CSRF_HEADER = "x-csrf-token"
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.filters["money"] = format_minor
 templates.env.globals["roles_nav"] = {
-    "customer": [("/shop/orders", "My orders")],
+    "customer": [("/shop/orders", "My orders"), ("/shop/memberships", "Memberships")],
     "warehouse": [("/staff/warehouse", "Warehouse")],
     "admin": [
         ("/staff/warehouse", "Warehouse"),
@@ -84,9 +85,9 @@ class Page:
             target = self.request.url.path
             if self.request.url.query:
                 target += "?" + self.request.url.query
-            raise HTTPException(303, headers={"Location": f"/signin?next={quote(target)}"})
+            raise SignInNeeded(target)
         if self.session.role not in roles:
-            raise HTTPException(403, f"this page needs the role {' or '.join(roles)}")
+            raise HTTPException(403, f"This page needs the role {' or '.join(roles)}.")
         return self.session
 
     def render(
@@ -112,8 +113,20 @@ class Page:
         form = await self.request.form()
         sent = form.get(CSRF_FIELD) or self.request.headers.get(CSRF_HEADER) or ""
         if not isinstance(sent, str) or self.new_csrf or not hmac.compare_digest(sent, self.csrf):
-            raise HTTPException(403, "the form's CSRF token is missing or wrong: reload the page")
+            if self.session is None and self.request.cookies.get(sessions.COOKIE):
+                # the form was made for a session that has expired since: sign in again,
+                # then back to the page the form was on
+                raise SignInNeeded(self._came_from())
+            raise HTTPException(
+                403, "The form's security token is missing or wrong: reload the page."
+            )
         return form
+
+    def _came_from(self) -> str:
+        referer = urlsplit(self.request.headers.get("referer", ""))
+        if referer.netloc == self.request.url.netloc and referer.path.startswith("/"):
+            return referer.path + (f"?{referer.query}" if referer.query else "")
+        return self.request.url.path
 
 
 async def page_dependency(request: Request) -> Page:
@@ -126,7 +139,14 @@ async def page_dependency(request: Request) -> Page:
         csrf, new = (
             (cookie, False) if 20 <= len(cookie) <= 100 else (secrets.token_urlsafe(32), True)
         )
-    return Page(request, stores, session, csrf, new, cart_cookie.read(request))
+    page = Page(request, stores, session, csrf, new, cart_cookie.read(request))
+    request.state.page = page  # for the error page (web/errors.py)
+    return page
+
+
+def fallback_page(request: Request) -> Page:
+    """A page context for an error raised before the page's own was made."""
+    return Page(request, get_stores(request), None, secrets.token_urlsafe(32), True)
 
 
 PageDep = Annotated[Page, Depends(page_dependency)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from storage.money import to_minor
@@ -52,3 +53,13 @@ def product_changes(form: FormData) -> tuple[dict[str, Any], dict[str, str]]:
     else:
         errors["status"] = f"one of {', '.join(STATUSES)}"
     return values, errors
+
+
+def errors_by_field(exc: ValidationError) -> dict[str, str]:
+    """The API's problem+json `errors[]` (field, message) mapped back to the form's
+    fields: the same schema validates both, so a page shows what the API would say."""
+    errors: dict[str, str] = {}
+    for e in exc.errors():
+        field = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+        errors.setdefault(field, str(e.get("msg", "invalid")).removeprefix("Value error, "))
+    return errors

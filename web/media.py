@@ -14,7 +14,8 @@ from fastapi import APIRouter, HTTPException, Request, Response
 
 from images.blobs import IMMUTABLE, ORIGINALS_PREFIX, RENDITIONS_PREFIX
 from images.repository import ImageRow
-from web.backend import get_stores, image_blobs
+from images.service import image_blobs
+from web.backend import get_stores
 
 router = APIRouter()
 

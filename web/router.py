@@ -5,7 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from web import media, static
-from web.routes import admin_ops, admin_products, console, signin, storefront, warehouse
+from web.routes import (
+    admin_ops,
+    admin_products,
+    console,
+    memberships,
+    signin,
+    storefront,
+    warehouse,
+)
 
 router = APIRouter(include_in_schema=False)
 for _sub in (
@@ -13,6 +21,7 @@ for _sub in (
     media.router,
     signin.router,
     storefront.router,
+    memberships.router,
     warehouse.router,
     admin_products.router,
     admin_ops.router,

@@ -2,7 +2,9 @@
 
 A person signs in with an API key once; the key is checked and forgotten (only its id
 is kept), so no page and no script ever sees it again. Each request re-checks that the
-key is not revoked. Sessions expire after `IDLE_S` without a request (sliding) and
+key is not revoked. A customer may instead sign in with e-mail and password (argon2id,
+kit/passwords.py): the session keeps a tag of the password hash, and ends when the
+password changes. Sessions expire after `IDLE_S` without a request (sliding) and
 after `ABSOLUTE_S` in any case.
 """
 
@@ -16,7 +18,8 @@ from dataclasses import asdict, dataclass
 
 from redis.asyncio import Redis
 
-from storage import api_keys
+from kit import passwords
+from storage import api_keys, customers
 from storage.api_keys import Role
 from storage.postgres import read_connection
 from web.backend import WebStores
@@ -28,11 +31,12 @@ ABSOLUTE_S = 12 * 3600
 
 @dataclass(frozen=True)
 class Session:
-    key_id: int
+    key_id: int | None  # None: opened with the customer's password
     role: Role
     customer_id: int | None
     csrf: str
     started: float
+    password_tag: str | None = None
 
 
 def _redis_key(prefix: str, token: str) -> str:
@@ -48,13 +52,37 @@ async def sign_in(stores: WebStores, api_key: str) -> tuple[str, Session] | None
         )
     if principal is None:
         return None
+    return await _open(stores, principal.id, principal.role, principal.customer_id, None)
+
+
+async def sign_in_password(
+    stores: WebStores, email: str, password: str
+) -> tuple[str, Session] | None:
+    """A customer session for a matching e-mail and password (None otherwise: the same
+    answer, and the same cost, whether or not the e-mail has an account)."""
+    async with read_connection(stores.pg) as conn:
+        found = await customers.credentials(conn, email)
+    stored = found[1] if found else None
+    if not await passwords.verify(stored, password) or found is None or stored is None:
+        return None
+    return await _open(stores, None, "customer", found[0], passwords.tag(stored))
+
+
+async def _open(
+    stores: WebStores,
+    key_id: int | None,
+    role: Role,
+    customer_id: int | None,
+    password_tag: str | None,
+) -> tuple[str, Session]:
     token = secrets.token_urlsafe(32)
     session = Session(
-        key_id=principal.id,
-        role=principal.role,
-        customer_id=principal.customer_id,
+        key_id=key_id,
+        role=role,
+        customer_id=customer_id,
         csrf=secrets.token_urlsafe(32),
         started=time.time(),
+        password_tag=password_tag,
     )
     await stores.redis.set(
         _redis_key(stores.settings.redis_prefix, token), json.dumps(asdict(session)), ex=IDLE_S
@@ -79,7 +107,13 @@ async def load(stores: WebStores, token: str | None) -> Session | None:
 
 
 async def _key_live(stores: WebStores, session: Session) -> bool:
+    """The key is not revoked; for a password session, the password is unchanged."""
     async with read_connection(stores.pg) as conn:
+        if session.key_id is None:
+            if session.customer_id is None or session.password_tag is None:
+                return False
+            stored = await customers.password_hash(conn, session.customer_id)
+            return stored is not None and passwords.tag(stored) == session.password_tag
         cur = await conn.execute(
             "SELECT 1 FROM api_keys WHERE id = %s AND revoked_at IS NULL", (session.key_id,)
         )

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from app.commands.cache import cache_cli
+from app.commands.customers import customers_cli
 from app.commands.etl import etl_cli
 from app.commands.images import images_cli
 from app.commands.jobs import jobs_cli, notifications
@@ -22,5 +23,6 @@ COMMAND_GROUPS: dict[str, typer.Typer] = {
     "etl": etl_cli,
     "cache": cache_cli,
     "jobs": jobs_cli,
+    "customers": customers_cli,
 }
 COMMANDS: list[Callable[..., Any]] = [seed, notifications]

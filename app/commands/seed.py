@@ -22,6 +22,7 @@ from rich.progress import (
 from app.settings import Settings, get_settings
 from app.stores import create_blob_client
 from images.blobs import ImageBlobs
+from kit import passwords
 from sampledata import images as seed_images
 from sampledata import shop as seeding
 from sampledata.judgments import judgments_csv
@@ -107,6 +108,11 @@ def seed(
             f" {result.orders} orders ({result.order_lines} lines) into"
             f" {settings.database_schema}"
         )
+        if result.demo_emails:
+            typer.echo(
+                f"demo customers (password {passwords.DEMO_PASSWORD!r}, web sign-in):"
+                f" {', '.join(result.demo_emails)}"
+            )
     if images:  # also after --if-empty: products still without a picture get one
         pictured = asyncio.run(_seed_images(settings, images))
         typer.echo(f"gave {pictured} products a picture")

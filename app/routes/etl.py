@@ -13,7 +13,6 @@ from app.problems import Conflict, NotFound
 from app.schemas.analytics import EtlRunIn, EtlRunOut, EtlRunsOut
 from app.transaction import TransactionDep
 from etl import requests
-from etl.tracking import RUN_COLUMNS, RUNNING_SQL
 
 router = APIRouter(prefix="/etl", tags=["etl"])
 
@@ -38,33 +37,22 @@ async def start_run(
         raise Conflict(str(exc), reason="etl_running") from exc
 
 
-async def _get_run(stores: StoresDep, run_id: int) -> dict[str, Any] | None:
-    async with stores.pg.connection() as conn:
-        cur = await conn.execute(f"SELECT {RUN_COLUMNS} FROM etl_runs WHERE id = %s", (run_id,))
-        return await cur.fetchone()
-
-
 @router.get("/runs", response_model=EtlRunsOut)
 async def list_runs(
     stores: StoresDep, _admin: AdminDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> dict[str, Any]:
     """Newest first; `running` is true while some process holds the ETL lock."""
     async with stores.pg.connection() as conn:
-        cur = await conn.execute(
-            f"SELECT {RUN_COLUMNS} FROM etl_runs ORDER BY started_at DESC, id DESC LIMIT %s",
-            (limit,),
-        )
-        runs = await cur.fetchall()
-        cur = await conn.execute(RUNNING_SQL)
-        row = await cur.fetchone()
-    return {"running": bool(row and row["running"]), "runs": runs}
+        running, runs = await requests.recent_runs(conn, limit)
+    return {"running": running, "runs": runs}
 
 
 @router.get(
     "/runs/{run_id}", response_model=EtlRunOut, responses={404: {"description": "no such run"}}
 )
 async def get_run(run_id: int, stores: StoresDep, _admin: AdminDep) -> dict[str, Any]:
-    run = await _get_run(stores, run_id)
+    async with stores.pg.connection() as conn:
+        run = await requests.find_run(conn, run_id)
     if run is None:
         raise NotFound(f"no ETL run {run_id}")
     return run

@@ -11,6 +11,7 @@ from typer.testing import CliRunner, Result
 from app.commands.seed import seed
 from app.settings import Settings, get_settings
 from app.stores import Stores
+from kit import passwords
 
 
 async def run_seed(settings: Settings, *args: str) -> Result:
@@ -58,6 +59,17 @@ async def test_seed_makes_consistent_data_once(settings: Settings, stores: Store
 
     assert await scalar(stores, "SELECT count(*) FROM products") == 500
     assert await scalar(stores, "SELECT count(*) FROM customers") == 50
+    # the first 5 customers sign in with the documented demo password; the seed says who
+    async with stores.pg.connection() as conn:
+        cur = await conn.execute(
+            "SELECT email, password_hash FROM customers WHERE password_hash IS NOT NULL"
+        )
+        demo = await cur.fetchall()
+    assert len(demo) == 5
+    assert len({d["password_hash"] for d in demo}) == 5  # each its own salt
+    for row in demo:
+        assert row["email"] in result.stdout
+        assert await passwords.verify(row["password_hash"], passwords.DEMO_PASSWORD)
     assert await scalar(stores, "SELECT count(*) FROM orders") == 300
     # every total is the sum of its lines, every order has lines
     assert (

@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "jobs": {"storage"},
     "notifications": {"storage", "jobs"},
     "memberships": {"storage", "kit"},
-    "web": {"kit", "storage", "search", "analytics", "etl", "images"},
+    "web": {"kit", "storage", "search", "analytics", "etl", "images", "memberships"},
     "devstack": set(),
 }
 PACKAGES = {*ALLOWED, "app"}

@@ -13,13 +13,13 @@ from prometheus_client import REGISTRY
 
 from etl import requests
 from etl.tables import CONFIGURATIONS
-from etl.tracking import RUN_COLUMNS, RUNNING_SQL
 from storage import api_keys, blobs, cache, postgres
 from storage.postgres import read_connection
 from web.backend import WebStores, search_index
 from web.context import PageDep
+from web.errors import PageRoute
 
-router = APIRouter()
+router = APIRouter(route_class=PageRoute)
 
 
 # --- ETL ---------------------------------------------------------------------------------
@@ -27,13 +27,7 @@ router = APIRouter()
 
 async def _runs(stores: WebStores) -> tuple[bool, list[dict[str, Any]]]:
     async with read_connection(stores.pg) as conn:
-        cur = await conn.execute(
-            f"SELECT {RUN_COLUMNS} FROM etl_runs ORDER BY started_at DESC, id DESC LIMIT 20"
-        )
-        runs = await cur.fetchall()
-        cur = await conn.execute(RUNNING_SQL)
-        row = await cur.fetchone()
-    return bool(row and row["running"]), runs
+        return await requests.recent_runs(conn, 20)
 
 
 @router.get("/staff/etl")

@@ -17,13 +17,15 @@ from starlette.datastructures import FormData, UploadFile
 
 from images import content, repository
 from images.processing.process import ImageRejected, process
+from images.service import image_blobs
 from storage import products
 from storage.postgres import read_connection
 from web import forms, media
-from web.backend import image_blobs, invalidate
+from web.backend import invalidate
 from web.context import Page, PageDep
+from web.errors import PageRoute
 
-router = APIRouter()
+router = APIRouter(route_class=PageRoute)
 
 PAGE = 50
 
@@ -61,6 +63,7 @@ async def _edit_page(
     errors: dict[str, str] | None = None,
     conflict: products.Product | None = None,
     status: int = 200,
+    moved: tuple[int, str] | None = None,
 ) -> Response:
     async with read_connection(page.stores.pg) as conn:
         rows = await repository.list_images(conn, product.id)
@@ -84,15 +87,25 @@ async def _edit_page(
             "version": conflict.version if conflict else product.version,
             "pictures": [media.picture(r) for r in rows],
             "statuses": forms.STATUSES,
+            "moved": moved[0] if moved else None,
+            "moved_dir": moved[1] if moved else None,
         },
         status=status,
     )
 
 
 @router.get("/staff/products/{product_id}")
-async def edit_form(product_id: int, page: PageDep) -> Response:
+async def edit_form(
+    product_id: int,
+    page: PageDep,
+    moved: int = Query(0, ge=0, lt=2**63),
+    dir: str = Query("", max_length=4),
+) -> Response:
     page.require("admin")
-    return await _edit_page(page, await _load(page, product_id))
+    # after a move the same button of the moved image has the focus (keyboard use)
+    return await _edit_page(
+        page, await _load(page, product_id), moved=(moved, dir) if moved else None
+    )
 
 
 @router.post("/staff/products/{product_id}")
@@ -184,3 +197,27 @@ async def delete_image(product_id: int, image_id: int, page: PageDep) -> Respons
         await invalidate(page.request, [(product_id, version)])
     await content.release_blobs(page.stores.pg, image_blobs(page.stores), [sha])
     return RedirectResponse(f"/staff/products/{product_id}", 303)
+
+
+@router.post("/staff/products/{product_id}/images/{image_id}/move")
+async def move_image(product_id: int, image_id: int, page: PageDep) -> Response:
+    """The move up/down buttons: the image goes to place `position` (0 = primary)."""
+    form = await page.form()
+    page.require("admin")
+    product = await _load(page, product_id)
+    raw = str(form.get("position") or "").strip()
+    if not raw.isdigit() or int(raw) > 1_000_000:
+        return await _edit_page(
+            page, product, errors={"position": "a place from 0 (the primary image)"}, status=422
+        )
+    try:
+        async with page.stores.pg.connection() as conn, conn.transaction():
+            moved = await content.move_image(conn, product_id, image_id, int(raw))
+    except content.PositionOutOfRange as exc:
+        return await _edit_page(page, product, errors={"position": str(exc)}, status=422)
+    if moved is None:
+        raise HTTPException(404, "no such image")
+    await invalidate(page.request, [(product_id, moved[1])])
+    direction = str(form.get("dir") or "")
+    direction = direction if direction in ("up", "down") else ""
+    return RedirectResponse(f"/staff/products/{product_id}?moved={image_id}&dir={direction}", 303)

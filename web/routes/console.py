@@ -17,8 +17,9 @@ from analytics.sandbox import QueryResult, SandboxError, run_query
 from web import charts
 from web.backend import WebStores
 from web.context import PageDep
+from web.errors import PageRoute
 
-router = APIRouter()
+router = APIRouter(route_class=PageRoute)
 
 SHOWN_ROWS = 200
 MAX_SQL = 20_000

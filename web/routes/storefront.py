@@ -25,8 +25,9 @@ from web import cart as cart_cookie
 from web import media
 from web.backend import Conn, invalidate, search_index
 from web.context import Page, PageDep, set_cookie
+from web.errors import PageRoute
 
-router = APIRouter()
+router = APIRouter(route_class=PageRoute)
 
 PAGE_SIZE = 12
 SORT_LABELS: dict[SortName, str] = {

@@ -9,8 +9,9 @@ from storage import orders
 from storage.postgres import read_connection
 from web.backend import invalidate
 from web.context import PageDep
+from web.errors import PageRoute
 
-router = APIRouter()
+router = APIRouter(route_class=PageRoute)
 
 FILTERS: dict[str, tuple[str, ...]] = {
     "open": ("pending", "paid"),

@@ -100,7 +100,7 @@ class Web:
     async def sign_in(self, page: Page, key: str, next_path: str = "") -> None:
         await page.goto(f"{self.base}/signin?next={next_path}")
         await page.get_by_label("API key").fill(key)
-        await page.get_by_role("button", name="Sign in").click()
+        await page.get_by_role("button", name="Sign in with the key").click()
         await page.wait_for_load_state()
 
     async def axe(self, page: Page) -> list[dict[str, object]]:
@@ -115,8 +115,18 @@ class Web:
         return result
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """Keep each phase's report on the test, so `web` knows at teardown if it failed."""
+    report = yield
+    setattr(item, f"report_{call.when}", report)
+    return report
+
+
 @pytest.fixture
-async def web(browser_context: BrowserContext, live_url: str) -> AsyncIterator[Web]:
+async def web(
+    browser_context: BrowserContext, live_url: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Web]:
     w = Web(browser_context, live_url)
 
     def record(request: Request) -> None:
@@ -127,4 +137,9 @@ async def web(browser_context: BrowserContext, live_url: str) -> AsyncIterator[W
 
     browser_context.on("request", record)
     yield w
+    failed = getattr(request.node, "report_call", None)
+    if failed is not None and failed.failed:
+        # what each open page showed when the test failed, beside the chosen screenshots
+        for n, page in enumerate(browser_context.pages):
+            await w.screenshot(page, f"failed-{request.node.name}-{n}")
     assert w.foreign == [], f"requests outside the origin: {w.foreign}"

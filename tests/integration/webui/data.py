@@ -61,7 +61,9 @@ def png(color: tuple[int, int, int], size: tuple[int, int] = (320, 320)) -> byte
     return out.getvalue()
 
 
-async def image(stores: Stores, product_id: int, color: tuple[int, int, int]) -> None:
+async def image(
+    stores: Stores, product_id: int, color: tuple[int, int, int], alt: str = ""
+) -> None:
     """An image through the upload's own processing and storing functions."""
     s = stores.settings
     processed = process(
@@ -76,7 +78,7 @@ async def image(stores: Stores, product_id: int, color: tuple[int, int, int]) ->
         product_id,
         processed,
         s.image_rendition_widths,
-        alt_text="",
+        alt_text=alt,
         position=None,
         timings={},
     )

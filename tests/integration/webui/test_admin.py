@@ -76,3 +76,50 @@ async def test_admin_uploads_an_image_and_the_storefront_shows_it(stores: Stores
 
     await page.get_by_role("button", name="Delete image 1").click()
     await page.get_by_text("No images yet.").wait_for()
+
+
+async def test_admin_reorders_images_with_the_keyboard_and_the_storefront_follows(
+    stores: Stores, web: Web
+) -> None:
+    product = await data.product(stores, name="Striped Rug")
+    for color, alt in (((200, 30, 30), "Red rug"), ((30, 160, 30), "Green rug")):
+        await data.image(stores, product.id, color, alt)
+    await data.image(stores, product.id, (30, 30, 200), "Blue rug")
+    key, _ = await data.new_key(stores, "admin")
+    page = await web.page()
+    await web.sign_in(page, key, f"/staff/products/{product.id}")
+    images = page.get_by_test_id("images")
+
+    async def order() -> list[str]:
+        return [
+            str(a) for a in await images.locator("li img").evaluate_all("l => l.map(i => i.alt)")
+        ]
+
+    assert await order() == ["Red rug", "Green rug", "Blue rug"]
+    # the first image has no "up", the last no "down"
+    assert await page.get_by_role("button", name="Move image 1 up").count() == 0
+    assert await page.get_by_role("button", name="Move image 3 down").count() == 0
+    await page.get_by_role("button", name="Move image 3 up").focus()
+    async with page.expect_navigation():
+        await page.keyboard.press("Enter")
+    assert await order() == ["Red rug", "Blue rug", "Green rug"]
+    # the focus stays with the moved image: Enter again moves it up once more
+    assert await page.evaluate("document.activeElement.getAttribute('aria-label')") == (
+        "Move image 2 up"
+    )
+    async with page.expect_navigation():
+        await page.keyboard.press("Enter")
+    assert await order() == ["Blue rug", "Red rug", "Green rug"]
+    await web.screenshot(page, "admin-images-reordered")
+    assert await web.axe(page) == []
+
+    shop = await web.page()
+    await shop.goto(f"{web.base}/shop/p/{product.id}")
+    assert await shop.locator("#main-picture").get_attribute("alt") == "Blue rug"
+    thumbs = (
+        await shop.get_by_test_id("gallery")
+        .locator(".thumbs img")
+        .evaluate_all("l => l.map(i => i.alt)")
+    )
+    assert thumbs == ["Blue rug", "Red rug", "Green rug"]
+    await web.screenshot(shop, "shop-product-reordered")

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import uuid
 
 import httpx
+from typer.testing import CliRunner, Result
 
+from app.commands.customers import customers_cli
+from app.settings import Settings, get_settings
 from app.stores import Stores
+from kit import passwords
+from storage import customers
 from tests.integration.webui import data
+from web import throttle
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -106,3 +114,164 @@ async def test_pages_by_role(client: httpx.AsyncClient, stores: Stores) -> None:
     response = await _sign_in(client, key)
     assert response.headers["location"] == "/staff/warehouse"
     assert (await client.get("/shop/orders")).status_code == 403
+
+
+# --- e-mail and password ------------------------------------------------------------------
+
+
+async def _customer(stores: Stores, password: str) -> tuple[int, str]:
+    email = f"{uuid.uuid4().hex[:10]}@example.test"
+    async with stores.pg.connection() as conn:
+        made = await customers.create(conn, email=email, name="P")
+        await customers.set_password_hash(conn, made.id, passwords.hash_password(password))
+    return made.id, email
+
+
+async def _password_sign_in(
+    client: httpx.AsyncClient, email: str, password: str, next_path: str = ""
+) -> httpx.Response:
+    token = await _csrf(client)
+    return await client.post(
+        "/signin",
+        data={"csrf_token": token, "email": email, "password": password, "next": next_path},
+    )
+
+
+async def test_wrong_credentials_say_the_same_whoever_asks(
+    client: httpx.AsyncClient, stores: Stores
+) -> None:
+    _, email = await _customer(stores, "s3cret-enough")
+    wrong = await _password_sign_in(client, email, "not-it-at-all")
+    unknown = await _password_sign_in(client, f"nobody-{email}", "not-it-at-all")
+    assert wrong.status_code == unknown.status_code == 422
+    message = "The e-mail or the password is wrong."
+    assert message in wrong.text and message in unknown.text
+    assert "polyshop_session" not in wrong.headers.get("set-cookie", "")
+    ok = await _password_sign_in(client, email, "s3cret-enough", "/shop/orders")
+    assert ok.status_code == 303 and ok.headers["location"] == "/shop/orders"
+    assert (await client.get("/shop/orders")).status_code == 200
+
+
+async def test_failed_sign_ins_are_throttled_per_email(
+    client: httpx.AsyncClient, stores: Stores
+) -> None:
+    _, email = await _customer(stores, "s3cret-enough")
+    for _ in range(throttle.PER_ACCOUNT):
+        assert (await _password_sign_in(client, email, "guess-guess")).status_code == 422
+    blocked = await _password_sign_in(client, email, "s3cret-enough")  # even the right one
+    assert blocked.status_code == 429
+    assert 0 < int(blocked.headers["retry-after"]) <= throttle.WINDOW_S
+    assert "Too many failed sign-ins" in blocked.text
+    assert "polyshop_session" not in blocked.headers.get("set-cookie", "")
+    # another e-mail from the same address is not locked out by these
+    _, other = await _customer(stores, "other-secret")
+    assert (await _password_sign_in(client, other, "other-secret")).status_code == 303
+
+
+async def test_a_new_password_ends_the_sessions_of_the_old_one(
+    client: httpx.AsyncClient, stores: Stores
+) -> None:
+    customer_id, email = await _customer(stores, "first-password")
+    await _password_sign_in(client, email, "first-password")
+    assert (await client.get("/shop/orders")).status_code == 200
+    async with stores.pg.connection() as conn:
+        await customers.set_password_hash(
+            conn, customer_id, passwords.hash_password("second-password")
+        )
+    assert (await client.get("/shop/orders")).status_code == 303
+
+
+async def test_the_cli_sets_a_password(settings: Settings, stores: Stores) -> None:
+    _, email = await _customer(stores, "old-password")
+    env = {
+        "POLYSHOP_DATABASE_URL": settings.database_url,
+        "POLYSHOP_DATABASE_SCHEMA": settings.database_schema,
+    }
+
+    def invoke(*args: str, stdin: str) -> Result:
+        get_settings.cache_clear()
+        try:
+            return CliRunner().invoke(customers_cli, list(args), input=stdin, env=env)
+        finally:
+            get_settings.cache_clear()
+
+    done = await asyncio.to_thread(
+        invoke, "set-password", "--email", email, "--password-stdin", stdin="brand-new-pass\n"
+    )
+    assert done.exit_code == 0, done.output
+    short = await asyncio.to_thread(
+        invoke, "set-password", "--email", email, "--password-stdin", stdin="short\n"
+    )
+    assert short.exit_code != 0 and "8 to 200 characters" in short.output
+    nobody = await asyncio.to_thread(
+        invoke, "set-password", "--email", "no@body.test", "--password-stdin", stdin="long-enough\n"
+    )
+    assert nobody.exit_code == 1
+    async with stores.pg.connection() as conn:
+        found = await customers.credentials(conn, email)
+    assert found is not None
+    assert await passwords.verify(found[1], "brand-new-pass")
+    assert not await passwords.verify(found[1], "old-password")
+
+
+# --- failures for people are pages --------------------------------------------------------
+
+HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+async def test_a_failed_csrf_check_is_an_html_page_for_a_browser(
+    client: httpx.AsyncClient, stores: Stores
+) -> None:
+    key, _ = await data.new_key(stores, "customer")
+    await client.get("/signin")
+    page = await client.post("/signin", data={"api_key": key}, headers=HTML)
+    assert page.status_code == 403
+    assert page.headers["content-type"].startswith("text/html")
+    assert 'data-testid="error"' in page.text and "security token" in page.text
+    # a client that does not ask for HTML keeps problem+json
+    api = await client.post("/signin", data={"api_key": key})
+    assert api.status_code == 403
+    assert api.headers["content-type"].startswith("application/problem+json")
+    assert api.json()["status"] == 403
+
+
+async def test_a_role_failure_is_an_html_page(client: httpx.AsyncClient, stores: Stores) -> None:
+    key, _ = await data.new_key(stores, "customer")
+    await _sign_in(client, key)
+    page = await client.get("/staff/products", headers=HTML)
+    assert page.status_code == 403
+    assert page.headers["content-type"].startswith("text/html")
+    assert "needs the role admin" in page.text and "Sign in with another account" in page.text
+    missing = await client.get("/shop/orders/999999999", headers=HTML)
+    assert missing.status_code == 404 and "no such order" in missing.text
+    # the JSON API is untouched by the web pages' handling
+    api = await client.get("/products/999999999", headers=HTML)
+    assert api.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_a_form_posted_after_the_session_expired_goes_to_sign_in_and_back(
+    client: httpx.AsyncClient, stores: Stores
+) -> None:
+    key, _ = await data.new_key(stores, "customer")
+    await _sign_in(client, key)
+    token = await _csrf(client, "/shop/cart")
+    async for name in stores.redis.scan_iter(match=f"{stores.settings.redis_prefix}web:session:*"):
+        await stores.redis.delete(name)
+    posted = await client.post(
+        "/shop/checkout",
+        data={"csrf_token": token, "idempotency_key": "k1"},
+        headers={**HTML, "Referer": "http://polyshop.test/shop/cart"},
+    )
+    assert posted.status_code == 303
+    assert posted.headers["location"] == "/signin?next=/shop/cart"
+
+
+async def test_an_htmx_request_without_a_session_redirects_the_whole_page(
+    client: httpx.AsyncClient,
+) -> None:
+    fragment = await client.get(
+        "/staff/etl/runs",
+        headers={"HX-Request": "true", "HX-Current-URL": "http://polyshop.test/staff/etl?x=1"},
+    )
+    assert fragment.status_code == 401
+    assert fragment.headers["hx-redirect"] == "/signin?next=/staff/etl%3Fx%3D1"

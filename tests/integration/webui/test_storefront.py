@@ -62,7 +62,7 @@ async def test_shopper_searches_filters_buys_and_cancels(stores: Stores, web: We
     # checkout needs a customer: sign in and come back to the cart
     await page.get_by_role("link", name="Sign in as a customer").click()
     await page.get_by_label("API key").fill(key)
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Sign in with the key").click()
     await page.wait_for_url("**/shop/cart")
     await web.screenshot(page, "shop-cart")
     # a double click: both submissions carry the form's one Idempotency-Key

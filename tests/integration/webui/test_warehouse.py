@@ -43,3 +43,19 @@ async def test_warehouse_ships_an_order_and_sees_new_ones_arrive(stores: Stores,
     await page.locator(f"tr[data-order='{first}']").wait_for()
     await web.screenshot(page, "warehouse-phone")
     assert await web.axe(page) == []
+
+
+async def test_a_polling_page_whose_session_expired_goes_to_sign_in_and_back(
+    stores: Stores, web: Web
+) -> None:
+    key, _ = await data.new_key(stores, "warehouse")
+    page = await web.page()
+    await web.sign_in(page, key)
+    await page.wait_for_url(f"{web.base}/staff/warehouse")
+    async for name in stores.redis.scan_iter(match=f"{stores.settings.redis_prefix}web:session:*"):
+        await stores.redis.delete(name)
+    # the next poll answers HX-Redirect: the whole page goes to sign in, not the fragment
+    await page.wait_for_url(f"{web.base}/signin?next=/staff/warehouse", timeout=20_000)
+    await web.sign_in(page, key, "/staff/warehouse")
+    await page.wait_for_url(f"{web.base}/staff/warehouse")
+    await page.get_by_role("region", name="Order queue").wait_for()
