@@ -63,10 +63,11 @@ async def isolated_stores(settings: Settings) -> AsyncIterator[Settings]:
     try:
         yield settings
     finally:
-        await _drop_everything(settings)
+        await drop_everything(settings)
 
 
-async def _drop_everything(settings: Settings) -> None:
+async def drop_everything(settings: Settings) -> None:
+    """Drop the schema, catalog schema, Redis keys, indices, queues and bucket of `settings`."""
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as c:
         await c.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
         await c.execute(f'DROP SCHEMA IF EXISTS "{settings.lake_metadata_schema}" CASCADE')
