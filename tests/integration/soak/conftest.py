@@ -7,14 +7,15 @@ GC every 30 s, membership sweeps every 10 s. Everything is removed afterwards.""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 import devstack
-from bench.mixed_workload import Deployment, deploy
-from tests.integration.fault.checks import settings_for
+from bench.mixed_workload import Deployment, app_env, deploy
+from tests.integration.fault.checks import settings_from_env
 from tests.support.isolation import drop_everything
 
 REPORTS: list[str] = []  # the per-minute tables, printed again at the end of the session
@@ -38,15 +39,15 @@ def soak_deployment() -> Iterator[Deployment]:
         "POLYSHOP_ACCESS_LOG": "false",  # 30 minutes of access lines are not the subject
     }
     layout = devstack.LAYOUT
-    deployment: Deployment | None = None
     try:
-        deployment = deploy(layout, replicas=2, schema=schema, products=40, extra_env=extra)
-        yield deployment
+        yield deploy(layout, replicas=2, schema=schema, products=40, extra_env=extra)
     finally:
         devstack.stop_app(progress=False, layout=layout)
-        if deployment is not None:
-            asyncio.run(drop_everything(settings_for(deployment)))
-            settings_for(deployment).duckdb_path.unlink(missing_ok=True)
+        # also after a failed deploy: the schema, keys and index may exist already
+        settings = settings_from_env(app_env(layout, schema, **extra))
+        asyncio.run(drop_everything(settings))
+        settings.duckdb_path.unlink(missing_ok=True)  # the published snapshot (a link)
+        shutil.rmtree(f"{settings.duckdb_path}.snapshots", ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
