@@ -45,9 +45,9 @@ stack-status:
 	$(UV) run python -m devstack status
 
 # run-tests: `up`, pytest, then stop whatever this invocation started; exits with
-# pytest's code.
+# pytest's code. --durations: every CI run lists its 60 slowest tests (the time budget).
 test: install
-	$(UV) run python -m devstack run-tests -- -p no:cacheprovider -q $(PYTEST_ARGS)
+	$(UV) run python -m devstack run-tests -- -p no:cacheprovider -q --durations=60 $(PYTEST_ARGS)
 
 lint: install
 	$(UV) run ruff check . && $(UV) run ruff format --check . && $(UV) run mypy .

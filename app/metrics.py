@@ -95,6 +95,7 @@ RATE_LIMIT_ERRORS = Counter(
     "polyshop_ratelimit_errors_total",
     "Rate-limit checks that failed: redis (connection failed) and timeout (timed out twice)"
     " and skipped (Redis failed moments ago) were let through unlimited (fail open);"
-    " timeout_retried was retried once and then decided (not fail open)",
+    " timeout_retried was retried once and then decided (not fail open); timeout_late timed"
+    " out while this process's event loop stalled and was retried (not fail open)",
     ["reason"],
 )

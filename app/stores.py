@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -25,6 +25,7 @@ from storage.cache import create_redis
 from storage.generation import read_generation
 from storage.postgres import create_pool, read_connection
 from storage.product_cache import BreakerState, CacheResult, FillResult, ProductCache
+from storage.redis_errors import LoopLag
 
 log = structlog.get_logger()
 
@@ -49,6 +50,9 @@ class Stores:
     analytics: AnalyticsStore | LakeStore
     product_cache: ProductCache
     api_keys: ApiKeyCache
+    # how late this process's event loop has been (storage/redis_errors.py): the rate
+    # limiter and the cache breaker tell a busy process from a slow Redis with it
+    loop_lag: LoopLag = field(default_factory=LoopLag)
 
 
 def _count_cache_result(result: CacheResult) -> None:
@@ -63,7 +67,9 @@ def _export_breaker(state: BreakerState) -> None:
     CACHE_BREAKER_STATE.set(_BREAKER_GAUGE[state])
 
 
-def create_product_cache(settings: Settings, pg: PgPool, redis: Redis) -> ProductCache:
+def create_product_cache(
+    settings: Settings, pg: PgPool, redis: Redis, lag: LoopLag | None = None
+) -> ProductCache:
     """The product read cache on these clients (one per process; tests make more to
     play other replicas)."""
 
@@ -91,6 +97,8 @@ def create_product_cache(settings: Settings, pg: PgPool, redis: Redis) -> Produc
         generation_check_s=settings.cache_generation_check_s,
         floor_ttl_ms=int(settings.cache_floor_ttl_s * 1000),
         on_fill=_count_fill,
+        loop_lag=lag,
+        redis_timeout_s=settings.redis_timeout_s,
     )
 
 
@@ -154,12 +162,14 @@ async def open_stores(
     )
     blobs = create_blob_client(settings)
     analytics = create_analytics(settings)
-    cache = create_product_cache(settings, pg, redis)
+    lag = LoopLag()
+    cache = create_product_cache(settings, pg, redis, lag)
     keys = ApiKeyCache(settings.api_key_cache_ttl_s)
-    stores = Stores(settings, pg, redis, search, blobs, analytics, cache, keys)
+    stores = Stores(settings, pg, redis, search, blobs, analytics, cache, keys, lag)
     log.info("stores.opened", search_engine=settings.search_engine, schema=settings.database_schema)
     try:
-        yield stores
+        async with lag.running():
+            yield stores
     finally:
         await search.close()
         await redis.aclose()

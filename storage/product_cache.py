@@ -54,7 +54,7 @@ from purgatory.service._async.circuitbreaker import AsyncCircuitBreaker
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from storage.redis_errors import TimeoutRate, is_timeout
+from storage.redis_errors import LoopLag, TimeoutRate, is_timeout
 
 CacheResult = Literal["hit", "miss", "error", "bypass"]
 # a fill: stored, refused by the floor guard, or skipped because its load was too slow
@@ -162,6 +162,8 @@ class ProductCache:
         generation_check_s: float = 5.0,
         floor_ttl_ms: int = FLOOR_TTL_MS,
         on_fill: Callable[[FillResult], None] = _noop_fill,
+        loop_lag: LoopLag | None = None,
+        redis_timeout_s: float = 0.5,
     ) -> None:
         self.redis = redis
         self.prefix = prefix
@@ -174,11 +176,15 @@ class ProductCache:
         self._on_breaker_state = on_breaker_state
         # The breaker opens on failed connections; on timeouts only above a rate: one late
         # answer is more often this process's busy event loop than a sick Redis.
+        # A timeout that the loop's own stalls explain (a cold pool connecting while the
+        # loop was blocked: storage/redis_errors.py) is not counted at all.
         self._timeouts = TimeoutRate(breaker_threshold)
+        self._lag = loop_lag or LoopLag()
+        self._redis_timeout_s = redis_timeout_s
         self._breakers = AsyncCircuitBreakerFactory(
             default_threshold=breaker_threshold,
             default_ttl=breaker_open_s,
-            exclude=[(Exception, self._a_lone_timeout)],
+            exclude=[_LateTimeout, (Exception, self._a_lone_timeout)],
         )
         self._breakers.add_listener(self._breaker_event)
         self._circuit: AsyncCircuitBreaker | None = None
@@ -491,14 +497,20 @@ class ProductCache:
             _close(op)
             self._outage_seen = True
             raise _Bypass("bypass")
+        mark = self._lag.mark()
         try:
             async with breaker:
-                return await op
+                try:
+                    return await op
+                except _REDIS_FAILURES as exc:
+                    if is_timeout(exc) and self._lag.explains(mark, self._redis_timeout_s):
+                        raise _LateTimeout from exc  # this process's stall, not Redis'
+                    raise
         except OpenedState as exc:
             _close(op)
             self._outage_seen = True
             raise _Bypass("bypass") from exc
-        except _REDIS_FAILURES as exc:
+        except (_LateTimeout, *_REDIS_FAILURES) as exc:
             self._outage_seen = True
             raise _Bypass("error") from exc
 
@@ -519,6 +531,11 @@ class ProductCache:
     def _breaker_event(self, name: str, kind: str, event: Any) -> None:
         if kind == "state_changed":
             self._on_breaker_state(event.state)
+
+
+class _LateTimeout(Exception):
+    """A Redis call timed out while this process's event loop stalled (not a failure
+    for the breaker; the read still falls back to Postgres)."""
 
 
 class _Bypass(Exception):

@@ -11,7 +11,9 @@ add its timeout to every request. A sick Redis is told from a busy process
 (storage/redis_errors.py): a refused connection is an outage at once; a timed-out call
 is retried once (under a burst the event loop, not Redis, is usually late), and only
 timeouts above a rate (`TIMEOUTS_PER_S` in one second, retries that failed too) count as
-an outage. So a healthy Redis never lets a burst through unlimited.
+an outage. A timeout that the event loop's own stalls explain (`LoopLag.explains`: a cold
+pool connecting while the loop was blocked) is retried up to `MAX_ATTEMPTS` and is no
+outage. So a healthy Redis never lets a burst through unlimited.
 """
 
 from __future__ import annotations
@@ -33,13 +35,14 @@ from app.metrics import RATE_LIMIT_ERRORS, RATE_LIMIT_REJECTIONS
 from app.middleware.responses import send_problem
 from app.middleware.token_bucket import LUA_TAKE, Bucket, Decision, idle_ttl_s
 from app.settings import Settings
-from storage.redis_errors import TimeoutRate, is_timeout
+from storage.redis_errors import LoopLag, TimeoutRate, is_timeout
 
 log = structlog.get_logger()
 
 EXEMPT_PREFIXES = ("/healthz", "/readyz", "/metrics", "/docs", "/static", "/openapi.json")
 
 TIMEOUTS_PER_S = 3  # failed retries within one second that mean a slow Redis
+MAX_ATTEMPTS = 4  # calls per decision while the loop's stalls explain the timeouts
 
 BUCKET_NAMES = ("address", "key")  # bucket order in every check: address first
 
@@ -108,13 +111,17 @@ class RateLimiter:
             settings.rate_limit_address_capacity, settings.rate_limit_address_per_s
         )
         self.fail_open_s = settings.rate_limit_fail_open_s
+        self.timeout_s = settings.redis_timeout_s
         self._skip_until = 0.0
         self._timeouts = TimeoutRate(TIMEOUTS_PER_S)
         # one script object; each call names its client (tests run several apps)
         self._take: AsyncScript | None = None
 
-    async def check(self, redis: Redis, address: str, key: str | None) -> Decision | None:
-        """The decision, or None when Redis could not be asked (the request passes)."""
+    async def check(
+        self, redis: Redis, address: str, key: str | None, lag: LoopLag | None = None
+    ) -> Decision | None:
+        """The decision, or None when Redis could not be asked (the request passes).
+        `lag` (the process's loop monitor) tells a late read from a slow Redis."""
         if time.monotonic() < self._skip_until:
             RATE_LIMIT_ERRORS.labels("skipped").inc()
             return None
@@ -127,7 +134,7 @@ class RateLimiter:
         for bucket in buckets:
             args += [bucket.capacity, bucket.rate, idle_ttl_s(bucket)]
         try:
-            result = await self._take_tokens(redis, keys, args)
+            result = await self._take_tokens(redis, keys, args, lag or LoopLag())
         except Exception as exc:  # fail open: a limiter outage must not become an API outage
             timeout = is_timeout(exc)
             RATE_LIMIT_ERRORS.labels("timeout" if timeout else "redis").inc()
@@ -142,18 +149,30 @@ class RateLimiter:
         allowed, limit, remaining, retry_ms, reset_ms, tightest = (int(v) for v in result)
         return Decision(bool(allowed), limit, remaining, retry_ms / 1000, reset_ms / 1000, tightest)
 
-    async def _take_tokens(self, redis: Redis, keys: list[str], args: list[float | int]) -> Any:
-        # register_script: EVALSHA, and EVAL once if Redis does not know the script yet
-        try:
-            return await self._script(redis)(keys=keys, args=args, client=redis)
-        except Exception as exc:
-            if not is_timeout(exc):
-                raise
+    async def _take_tokens(
+        self, redis: Redis, keys: list[str], args: list[float | int], lag: LoopLag
+    ) -> Any:
         # A timeout: most likely this process was busy and read the answer late. Taking
         # the tokens twice is possible (the first call may have run) and errs on the
-        # strict side; letting the request through unlimited would not.
-        RATE_LIMIT_ERRORS.labels("timeout_retried").inc()
-        return await self._script(redis)(keys=keys, args=args, client=redis)
+        # strict side; letting the request through unlimited would not. One retry for a
+        # timeout as such; more (up to MAX_ATTEMPTS) while the loop's stalls explain them.
+        plain_retry = True
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            mark = lag.mark()
+            try:
+                # register_script: EVALSHA, and EVAL once if Redis does not know it yet
+                return await self._script(redis)(keys=keys, args=args, client=redis)
+            except Exception as exc:
+                if not is_timeout(exc) or attempt == MAX_ATTEMPTS:
+                    raise
+                if lag.explains(mark, self.timeout_s):
+                    RATE_LIMIT_ERRORS.labels("timeout_late").inc()
+                elif plain_retry:
+                    plain_retry = False
+                    RATE_LIMIT_ERRORS.labels("timeout_retried").inc()
+                else:
+                    raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _script(self, redis: Redis) -> AsyncScript:
         if self._take is None:
@@ -180,7 +199,7 @@ class RateLimitMiddleware:
         peer = scope["client"][0] if scope.get("client") else None
         address = client_address(peer, headers.get("x-forwarded-for"), self.trusted)
         decision = await self.limiter.check(
-            stores.redis, address, key_id(headers.get("authorization"))
+            stores.redis, address, key_id(headers.get("authorization")), stores.loop_lag
         )
         if decision is None:
             await self.app(scope, receive, send)

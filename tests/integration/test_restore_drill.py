@@ -1,13 +1,16 @@
 """Restore drill: dump the test's schema, make writes (product edits, a new product, an
 order), restore the dump, run the documented procedure (docs/operations.md, "Restore"):
 the cache, the search index and the analytical copy follow Postgres back in time, and
-nothing serves the lost future. Prints how long the procedure took."""
+nothing serves the lost future. Prints how long the procedure took. The jobs: a reminder
+swept in the lost future comes back scheduled and is swept once (two workers at once),
+under a new event id (`polyshop jobs after-restore`)."""
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -15,17 +18,41 @@ import psycopg
 from fastapi import FastAPI
 
 from app.commands.cache import flush_cache
+from app.commands.jobs import after_restore
 from app.etl_schedule import etl_job
 from app.settings import Settings
-from app.stores import Stores
+from app.stores import PgPool, Stores
+from memberships.clock import FixedClock
+from memberships.routes import current_time
+from memberships.tasks import sweep_once
 from search.reindex import reindex
 from tests.integration.test_cache import new_product, version_of
 from tests.support.auth import bearer
+from tests.support.jobs import new_membership
 from tests.support.search import consumer_for, drain, index_versions, pg_versions
+
+T0 = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
 
 
 def run(*command: str) -> None:
     subprocess.run(command, check=True)
+
+
+async def dump_schema(settings: Settings, tmp_path: Path) -> Path:
+    dump = tmp_path / "shop.dump"
+    url, schema = settings.database_url, settings.database_schema
+    await asyncio.to_thread(run, "pg_dump", "-Fc", "-n", schema, "-f", str(dump), url)
+    return dump
+
+
+async def restore_schema(settings: Settings, dump: Path, *pools: PgPool) -> None:
+    """Restore the dump as an operator would: the schema is replaced."""
+    url = settings.database_url
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(f'DROP SCHEMA "{settings.database_schema}" CASCADE')
+    await asyncio.to_thread(run, "pg_restore", "--no-owner", "-d", url, str(dump))
+    for pool in pools:
+        await pool.check()  # pooled sessions are idle: they hold no lock on the schema
 
 
 def analytical_products(settings: Settings) -> dict[int, int]:
@@ -52,9 +79,7 @@ async def test_restore_drill_derived_stores_follow_postgres_back_in_time(
     await asyncio.to_thread(etl_job(settings).run, "full", None)
     assert await version_of(client, edited) == 1  # cached
 
-    dump = tmp_path / "shop.dump"
-    url, schema = settings.database_url, settings.database_schema
-    await asyncio.to_thread(run, "pg_dump", "-Fc", "-n", schema, "-f", str(dump), url)
+    dump = await dump_schema(settings, tmp_path)
 
     # the future that the restore will lose
     for stock in (5, 6):
@@ -73,12 +98,7 @@ async def test_restore_drill_derived_stores_follow_postgres_back_in_time(
     assert (await index_versions(stores))[future] >= 1
     assert future in analytical_products(settings) and analytical_orders(settings) == 1
 
-    # restore the dump (as an operator would: the schema is replaced)
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-    await asyncio.to_thread(run, "pg_restore", "--no-owner", "-d", url, str(dump))
-    for pool in (stores.pg, app.state.stores.pg):
-        await pool.check()  # pooled sessions are idle: they hold no lock on the schema
+    await restore_schema(settings, dump, stores.pg, app.state.stores.pg)
 
     started = time.monotonic()
     await flush_cache(settings)
@@ -98,3 +118,44 @@ async def test_restore_drill_derived_stores_follow_postgres_back_in_time(
     r = await client.patch(f"/products/{edited}", json={"stock": 9}, headers=admin)
     assert r.status_code == 200 and r.json()["version"] == 2
     assert await version_of(client, edited) == 2
+
+
+async def test_restore_drill_jobs_a_reminder_comes_back_and_is_swept_once_under_a_new_id(
+    client: httpx.AsyncClient, app: FastAPI, settings: Settings, stores: Stores,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    clock = FixedClock(T0)
+    app.dependency_overrides[current_time] = clock
+    auth = await bearer(stores, "customer")
+    renews = T0 + timedelta(days=30)
+    due = await new_membership(client, auth, renews)
+    days = settings.membership_reminder_days
+    dump = await dump_schema(settings, tmp_path)
+
+    # the lost future: the reminder was swept (and its e-mail went out with its event id)
+    clock.now = due + timedelta(minutes=5)
+    assert (await sweep_once(stores.pg, reminder_days=days, clock=clock)).reminders == 1
+    [lost] = await reminder_event_ids(stores)
+
+    await restore_schema(settings, dump, stores.pg, app.state.stores.pg)
+    assert await reminder_event_ids(stores) == []  # the reminder is scheduled again
+    next_id = await after_restore(settings)
+    assert next_id > lost
+
+    # two workers sweep at once: the reminder that came back is enqueued once, not twice
+    both = await asyncio.gather(
+        *(sweep_once(stores.pg, reminder_days=days, clock=clock) for _ in range(2))
+    )
+    assert sorted(r.reminders for r in both) == [0, 1]
+    assert (await sweep_once(stores.pg, reminder_days=days, clock=clock)).reminders == 0
+    [event] = await reminder_event_ids(stores)
+    # a new id: its message, notification record and Message-ID are not the lost one's
+    assert event >= next_id > lost
+
+
+async def reminder_event_ids(stores: Stores) -> list[int]:
+    async with stores.pg.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id FROM outbox WHERE event_type = 'membership.reminder_due' ORDER BY id"
+        )
+        return [int(r["id"]) for r in await cur.fetchall()]

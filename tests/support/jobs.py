@@ -8,6 +8,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -120,3 +121,14 @@ async def order_event_ids(stores: Stores, event_type: str = "order.created") -> 
             "SELECT aggregate_id, id FROM outbox WHERE event_type = %s", (event_type,)
         )
         return {int(r["aggregate_id"]): int(r["id"]) for r in await cur.fetchall()}
+
+
+async def new_membership(
+    client: httpx.AsyncClient, auth: dict[str, str], renews: datetime
+) -> datetime:
+    """A plus-monthly membership renewing at `renews`; when its reminder is due."""
+    created = await client.post(
+        "/memberships", json={"plan": "plus-monthly", "renews_at": renews.isoformat()}, headers=auth
+    )
+    assert created.status_code == 201, created.text
+    return datetime.fromisoformat(created.json()["reminder_due_at"])

@@ -4,6 +4,7 @@ breaker around a Redis that refuses connections."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -115,3 +116,41 @@ async def test_the_breaker_opens_on_refused_connections_but_not_on_a_lone_timeou
         with pytest.raises(_Bypass):
             await refused._guarded(_raise(RedisConnectionError("refused")))
     assert await refused.breaker_state() == "opened"
+
+
+async def test_timeouts_that_the_loops_stall_explains_never_open_the_breaker(
+    dead_redis: Redis,
+) -> None:
+    """A cold pool connecting while the loop is blocked: every call times out, far above
+    the rate, yet Redis is fine. Those timeouts are the loop's (LoopLag) and count for
+    nothing; the same timeouts while the loop runs (a slow Redis) open the breaker."""
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from storage.product_cache import _Bypass
+    from storage.redis_errors import LoopLag
+
+    lag = LoopLag(interval_s=0.01)
+    states: list[BreakerState] = []
+    cache = ProductCache(
+        dead_redis, prefix="unit:", ttl_s=60, ttl_jitter=0.1, breaker_threshold=2,
+        breaker_open_s=0.2, on_breaker_state=states.append, loop_lag=lag, redis_timeout_s=0.2,
+    )  # fmt: skip
+
+    async def late() -> None:
+        time.sleep(0.25)  # noqa: ASYNC251  (the loop stalls while the call waits)
+        raise RedisTimeoutError("late")
+
+    async def slow() -> None:
+        await asyncio.sleep(0.2)  # the loop runs; Redis takes the whole timeout
+        raise RedisTimeoutError("slow")
+
+    async with lag.running():
+        await asyncio.sleep(0.03)
+        for _ in range(5):
+            with pytest.raises(_Bypass):
+                await cache._guarded(late())
+        assert states == [] and await cache.breaker_state() == "closed"
+        for _ in range(3):  # the first is below the rate, the next two open it
+            with pytest.raises(_Bypass):
+                await cache._guarded(slow())
+        assert states == ["opened"]

@@ -8,7 +8,7 @@ import contextlib
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
@@ -23,7 +23,12 @@ from tests.support.search import index_versions, pg_versions
 
 def settings_for(deployment: Deployment) -> Settings:
     """The settings the deployed app processes run with (same schema, prefixes, bucket)."""
-    values = {k.removeprefix("POLYSHOP_").lower(): v for k, v in deployment.env.items()}
+    return settings_from_env(deployment.env)
+
+
+def settings_from_env(env: Mapping[str, str]) -> Settings:
+    """Settings from POLYSHOP_* variables (exactly these: no environment is read)."""
+    values = {k.removeprefix("POLYSHOP_").lower(): v for k, v in env.items()}
     return Settings.model_validate(values)
 
 

@@ -1,0 +1,44 @@
+"""LoopLag (storage/redis_errors.py): a stall of the event loop is measured, and a timeout
+that the stall explains is told from one that Redis took."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from storage.redis_errors import LoopLag
+
+
+async def test_a_blocked_loop_explains_a_timeout_and_an_idle_wait_does_not() -> None:
+    lag = LoopLag(interval_s=0.01)
+    async with lag.running():
+        await asyncio.sleep(0.05)  # the ticker runs
+        mark = lag.mark()
+        time.sleep(0.3)  # noqa: ASYNC251  (the loop is blocked on purpose)
+        # measured at once, before the ticker ran again: the stall in progress counts
+        assert 0.25 <= lag.since(mark) <= 0.4
+        assert lag.explains(mark, timeout_s=0.25)
+
+        quiet = lag.mark()
+        await asyncio.sleep(0.25)  # a wait the loop spent running: Redis' own time
+        assert lag.since(quiet) < 0.1
+        assert not lag.explains(quiet, timeout_s=0.25)
+
+
+async def test_a_stall_before_the_mark_does_not_count() -> None:
+    lag = LoopLag(interval_s=0.01)
+    async with lag.running():
+        await asyncio.sleep(0.05)
+        time.sleep(0.2)  # noqa: ASYNC251
+        await asyncio.sleep(0.05)  # the ticker recorded the stall
+        mark = lag.mark()
+        await asyncio.sleep(0.05)
+        assert lag.since(mark) < 0.05
+
+
+def test_not_running_knows_no_lag() -> None:
+    lag = LoopLag()
+    mark = lag.mark()
+    time.sleep(0.05)
+    assert lag.since(mark) == 0.0
+    assert not lag.explains(mark, timeout_s=0.01)
