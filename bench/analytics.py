@@ -374,7 +374,7 @@ def bench_lake(
         print(f"lake queries: {load()}")
         lake_times: list[float] = []
         with readers[0].connect_readonly() as duck:
-            ratios = compare_queries(conn, duck, max(args.rounds, 5), lake_times)
+            ratios = compare_queries(conn, duck, args.query_rounds, lake_times)
         geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
         print(f"lake: geometric mean DuckDB speed-up over Postgres: {geo:.1f}x")
         if file_times:
@@ -404,6 +404,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="repetitions (best of)")
     parser.add_argument(
         "--backends", default="file,ducklake", help="file, ducklake or both (comma-separated)"
+    )
+    parser.add_argument(
+        "--query-rounds", type=int, default=5, help="timed rounds per query (after a warm-up)"
+    )
+    parser.add_argument(
+        "--no-csv-loader",
+        dest="csv_loader",
+        action="store_false",
+        help="skip loader B (psycopg COPY csv -> DuckDB), the slowest step at 10M lines",
     )
     parser.add_argument("--s3-endpoint", default=os.environ.get("POLYSHOP_S3_ENDPOINT", ""))
     parser.add_argument("--s3-access-key", default=os.environ.get("POLYSHOP_S3_ACCESS_KEY", ""))
@@ -445,8 +454,12 @@ def main() -> None:
             per_round.append(f"{text_r / full_r:.2f}")
         reference = job.store.current_snapshot()
         print(f"snapshot file: {reference.stat().st_size / 1e6:.1f} MB")
-        csv_s = best_of(
-            1, lambda: psycopg_csv_loader(conn, reference, workdir / f"b-{time.time()}.duckdb")
+        csv_s = (
+            best_of(
+                1, lambda: psycopg_csv_loader(conn, reference, workdir / f"b-{time.time()}.duckdb")
+            )
+            if args.csv_loader
+            else math.nan
         )
 
         for label, base_s in (("text", text_s), ("binary", binary_s)):
@@ -498,7 +511,7 @@ def main() -> None:
         file_times: list[float] = []
         with store.connect_readonly() as duck:
             fixed_costs(conn, duck, store)
-            ratios = compare_queries(conn, duck, max(args.rounds, 5), file_times)
+            ratios = compare_queries(conn, duck, args.query_rounds, file_times)
         geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
         print(f"geometric mean DuckDB speed-up over Postgres: {geo:.1f}x")
         if "ducklake" in args.backends.split(","):
