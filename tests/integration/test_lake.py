@@ -13,7 +13,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import duckdb
@@ -339,7 +339,8 @@ async def test_the_readers_credentials_cannot_write_the_lake_nor_its_catalog(
         api_store.close()
 
     # a plain DuckDB with the readers' credentials, attached read-write, no sandbox
-    files_before, snapshot_before = set(lake_files(lake)), current_snapshot(etl_job(lake).reader)
+    writer_store = LakeStore(writer)
+    files_before, snapshot_before = set(lake_files(lake)), current_snapshot(writer_store)
     con = duckdb.connect(config={"autoinstall_known_extensions": False})
     try:
         load_extensions(con)
@@ -361,7 +362,8 @@ async def test_the_readers_credentials_cannot_write_the_lake_nor_its_catalog(
     # refused by the services, not merely rolled back after writing: no new object, no
     # new snapshot
     assert set(lake_files(lake)) == files_before
-    assert current_snapshot(etl_job(lake).reader) == snapshot_before
+    assert current_snapshot(writer_store) == snapshot_before
+    writer_store.close()
 
     # the catalog, straight through Postgres as the readers' role
     schema = lake.lake_metadata_schema
@@ -390,7 +392,7 @@ async def test_the_readers_credentials_cannot_write_the_lake_nor_its_catalog(
     assert s3.get_object(lake.lake_bucket, key).read(4) == b"PAR1"
     outside = f"outside-{os.getpid()}.txt"  # the bucket's other objects (images)
     create_blob_client(lake).put_object(lake.lake_bucket, outside, io.BytesIO(b"x"), 1)
-    refusals = [
+    refusals: list[Callable[[], object]] = [
         lambda: s3.put_object(lake.lake_bucket, f"{lake.lake_prefix}planted", io.BytesIO(b"x"), 1),
         lambda: s3.remove_object(lake.lake_bucket, key),
         lambda: s3.get_object(lake.lake_bucket, outside),
