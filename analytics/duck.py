@@ -117,19 +117,13 @@ class AnalyticsStore:
             return cached[1]
         meta: dict[str, Any] | None = None
         with contextlib.suppress(duckdb.Error), self.connect_readonly() as con:
-            cur = con.execute("SELECT * FROM _etl_meta")
-            row = cur.fetchone()
-            if row is not None:
-                meta = dict(zip([d[0] for d in cur.description or ()], row, strict=True))
+            meta = read_meta(con)
         self._meta_cache = (current, meta)
         return meta
 
     def data_age_s(self) -> float:
         """Seconds since the published data was extracted (NaN before the first run)."""
-        meta = self.snapshot_meta()
-        if not meta or meta.get("extracted_at") is None:
-            return float("nan")
-        return max(0.0, time.time() - float(meta["extracted_at"]))
+        return data_age_s(self.snapshot_meta())
 
     def _ping(self) -> None:
         try:
@@ -145,6 +139,22 @@ class AnalyticsStore:
 
     def close(self) -> None:
         """Connections are per query; nothing is held open."""
+
+
+def read_meta(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
+    """The `_etl_meta` row the ETL committed with the data `con` reads (both backends)."""
+    cur = con.execute("SELECT * FROM _etl_meta")
+    row = cur.fetchone()
+    if row is None:
+        return None
+    return dict(zip([d[0] for d in cur.description or ()], row, strict=True))
+
+
+def data_age_s(meta: dict[str, Any] | None) -> float:
+    """Seconds since the data `meta` describes was extracted (NaN before the first run)."""
+    if not meta or meta.get("extracted_at") is None:
+        return float("nan")
+    return max(0.0, time.time() - float(meta["extracted_at"]))
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 from psycopg.conninfo import conninfo_to_dict
 
-from analytics.duck import NoSnapshot, SandboxLimits, StoreUnavailable
+from analytics.duck import NoSnapshot, SandboxLimits, StoreUnavailable, data_age_s, read_meta
 from analytics.extensions import load_extension
 
 LAKE = "lake"  # the attached lake's name in reader instances
@@ -57,6 +56,9 @@ class LakeConfig:
     s3_secret_key: str = field(repr=False)
     s3_secure: bool = False
     s3_region: str = "us-east-1"
+    # the writer's: the Postgres role the ETL grants USAGE and SELECT on the catalog
+    # schema (the readers' role; None: the readers share the writer's role)
+    reader_role: str | None = None
 
     @property
     def data_path(self) -> str:
@@ -222,23 +224,14 @@ class LakeStore:
                 cached = self._meta_cache
                 if cached is not None and cached[0] == snapshot_id:
                     return cached[1]
-                cur = con.execute("SELECT * FROM _etl_meta")
-                found = cur.fetchone()
-                meta = (
-                    None
-                    if found is None
-                    else dict(zip([d[0] for d in cur.description or ()], found, strict=True))
-                )
+                meta = read_meta(con)
         except (NoSnapshot, StoreUnavailable, duckdb.Error):
             return None
         self._meta_cache = (snapshot_id, meta)
         return meta
 
     def data_age_s(self) -> float:
-        meta = self.snapshot_meta()
-        if not meta or meta.get("extracted_at") is None:
-            return float("nan")
-        return max(0.0, time.time() - float(meta["extracted_at"]))
+        return data_age_s(self.snapshot_meta())
 
     def _ping(self) -> None:
         try:

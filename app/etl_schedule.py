@@ -36,6 +36,7 @@ def etl_job(settings: Settings) -> EtlJob:
             threads=settings.etl_threads,
             memory_limit=settings.etl_memory_limit,
             pause_after_table_s=settings.etl_test_pause_s,
+            pause_after_commit_s=settings.etl_test_pause_after_commit_s,
             lake=lake_config(settings),
         )
     )

@@ -210,6 +210,9 @@ class Settings(BaseSettings):
     etl_threads: int = 2
     etl_memory_limit: str = "1GB"
     etl_test_pause_s: float = Field(0.0, description="test hook: sleep after each table")
+    etl_test_pause_after_commit_s: float = Field(
+        0.0, description="test hook: sleep after the lake commit, before the run is recorded"
+    )
     analytics_query_timeout_s: float = 10.0
     analytics_max_rows: int = 10_000
     analytics_memory_limit: str = "512MB"
@@ -232,6 +235,19 @@ class Settings(BaseSettings):
         description="bucket of the lake's Parquet files (on the POLYSHOP_S3_* endpoint)",
     )
     lake_prefix: str = Field("analytics/", description="key prefix of the lake's files")
+    # The readers' credentials (API replicas): they cannot write the lake. Unset: the
+    # readers use the writer's (POLYSHOP_S3_* and the database URL's role).
+    lake_reader_s3_access_key: str | None = Field(
+        None, description="MinIO/S3 key of the lake's readers (a policy reading the prefix only)"
+    )
+    lake_reader_s3_secret_key: SecretStr | None = Field(None, description="its secret")
+    lake_reader_database_user: str | None = Field(
+        None,
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="Postgres role the readers read the catalog as; the ETL grants it"
+        " USAGE and SELECT on the catalog schema, and nothing else",
+    )
+    lake_reader_database_password: SecretStr | None = Field(None, description="its password")
     lake_snapshot_retention_h: float = Field(
         24, gt=0, description="lake snapshots older than this are expired (time travel window)"
     )

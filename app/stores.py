@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import structlog
 from minio import Minio
 from psycopg import AsyncConnection
+from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
@@ -103,7 +105,8 @@ def create_product_cache(
 
 
 def lake_config(settings: Settings) -> LakeConfig | None:
-    """Where the DuckLake lives, when it is the analytical copy's backend."""
+    """Where the DuckLake lives, when it is the analytical copy's backend, with the
+    writer's credentials (the ETL, maintenance)."""
     if settings.analytics_backend != "ducklake":
         return None
     return LakeConfig(
@@ -116,12 +119,41 @@ def lake_config(settings: Settings) -> LakeConfig | None:
         s3_secret_key=settings.s3_secret_key.get_secret_value(),
         s3_secure=settings.s3_secure,
         s3_region=settings.s3_region,
+        reader_role=settings.lake_reader_database_user,
+    )
+
+
+def lake_reader_config(settings: Settings) -> LakeConfig | None:
+    """The lake as its readers (API replicas) see it: the readers' S3 key and Postgres
+    role where they are set, which cannot write the data nor the catalog."""
+    lake = lake_config(settings)
+    if lake is None:
+        return None
+    catalog_url = lake.catalog_url
+    if settings.lake_reader_database_user:
+        password = settings.lake_reader_database_password
+        catalog_url = make_conninfo(
+            catalog_url,
+            user=settings.lake_reader_database_user,
+            password=password.get_secret_value() if password else None,
+        )
+    s3_key, s3_secret = lake.s3_access_key, lake.s3_secret_key
+    if settings.lake_reader_s3_access_key:
+        secret = settings.lake_reader_s3_secret_key
+        s3_key = settings.lake_reader_s3_access_key
+        s3_secret = secret.get_secret_value() if secret else ""
+    return dataclasses.replace(
+        lake,
+        catalog_url=catalog_url,
+        s3_access_key=s3_key,
+        s3_secret_key=s3_secret,
+        reader_role=None,
     )
 
 
 def create_analytics(settings: Settings) -> AnalyticsStore | LakeStore:
     limits = SandboxLimits(settings.analytics_memory_limit, settings.analytics_threads)
-    lake = lake_config(settings)
+    lake = lake_reader_config(settings)
     if lake is not None:
         return LakeStore(lake, limits)
     return create_analytics_store(settings.duckdb_path, limits)

@@ -1,6 +1,7 @@
 """Benchmark of the analytical copy: ETL throughput, incremental vs full, DuckDB vs Postgres.
 
     uv run python -m bench.analytics [--lines 1000000]   # also run with 2000000, 4000000
+    uv run python -m bench.analytics --lines 10000000 --rounds 1 --query-rounds 1 --no-csv-loader
 
 In its own Postgres schema and temp directory (both removed afterwards):
 1. generates a shop (orders with 4 lines each) with SQL in Postgres;
@@ -374,7 +375,7 @@ def bench_lake(
         print(f"lake queries: {load()}")
         lake_times: list[float] = []
         with readers[0].connect_readonly() as duck:
-            ratios = compare_queries(conn, duck, max(args.rounds, 5), lake_times)
+            ratios = compare_queries(conn, duck, args.query_rounds, lake_times)
         geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
         print(f"lake: geometric mean DuckDB speed-up over Postgres: {geo:.1f}x")
         if file_times:
@@ -404,6 +405,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="repetitions (best of)")
     parser.add_argument(
         "--backends", default="file,ducklake", help="file, ducklake or both (comma-separated)"
+    )
+    parser.add_argument(
+        "--query-rounds", type=int, default=5, help="timed rounds per query (after a warm-up)"
+    )
+    parser.add_argument(
+        "--no-csv-loader",
+        dest="csv_loader",
+        action="store_false",
+        help="skip loader B (psycopg COPY csv -> DuckDB), the slowest step at 10M lines",
     )
     parser.add_argument("--s3-endpoint", default=os.environ.get("POLYSHOP_S3_ENDPOINT", ""))
     parser.add_argument("--s3-access-key", default=os.environ.get("POLYSHOP_S3_ACCESS_KEY", ""))
@@ -445,8 +455,12 @@ def main() -> None:
             per_round.append(f"{text_r / full_r:.2f}")
         reference = job.store.current_snapshot()
         print(f"snapshot file: {reference.stat().st_size / 1e6:.1f} MB")
-        csv_s = best_of(
-            1, lambda: psycopg_csv_loader(conn, reference, workdir / f"b-{time.time()}.duckdb")
+        csv_s = (
+            best_of(
+                1, lambda: psycopg_csv_loader(conn, reference, workdir / f"b-{time.time()}.duckdb")
+            )
+            if args.csv_loader
+            else math.nan
         )
 
         for label, base_s in (("text", text_s), ("binary", binary_s)):
@@ -466,10 +480,11 @@ def main() -> None:
             + ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in steps.items())
             + " (rest: run bookkeeping in Postgres, ATTACH, star schema, publish)"
         )
-        print(
-            f"loader B psycopg COPY csv -> DuckDB: {total_rows / csv_s:,.0f} rows/s ({csv_s:.2f} s)"
-            f" -> extension is {csv_s / full_s:.2f}x faster"
-        )
+        if args.csv_loader:
+            print(
+                f"loader B psycopg COPY csv -> DuckDB: {total_rows / csv_s:,.0f} rows/s"
+                f" ({csv_s:.2f} s) -> extension is {csv_s / full_s:.2f}x faster"
+            )
 
         empty = min(run_etl(job, "incremental")[1] for _ in range(args.rounds))
         print(f"empty incremental run (fixed cost): {empty:.2f} s")
@@ -498,7 +513,7 @@ def main() -> None:
         file_times: list[float] = []
         with store.connect_readonly() as duck:
             fixed_costs(conn, duck, store)
-            ratios = compare_queries(conn, duck, max(args.rounds, 5), file_times)
+            ratios = compare_queries(conn, duck, args.query_rounds, file_times)
         geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
         print(f"geometric mean DuckDB speed-up over Postgres: {geo:.1f}x")
         if "ducklake" in args.backends.split(","):

@@ -8,13 +8,20 @@ from collections.abc import Callable
 import httpx
 import psycopg
 import redis
-from minio import Minio
+from minio import Minio, MinioAdmin
+from minio.credentials.providers import StaticProvider
+from minio.error import MinioAdminException
 from tenacity import Retrying, retry_if_not_exception_type, stop_after_delay, wait_fixed
 
 from devstack import _supervisor
 from devstack._paths import Layout
 from devstack._services import (
     HOST,
+    LAKE_READER_PG_ROLE,
+    LAKE_READER_POLICY,
+    LAKE_READER_PREFIXES,
+    LAKE_READER_S3_SECRET,
+    LAKE_READER_S3_USER,
     MINIO_ROOT_PASSWORD,
     MINIO_ROOT_USER,
     PG_DATABASE,
@@ -66,6 +73,9 @@ def bootstrap_postgres(layout: Layout) -> None:
     with psycopg.connect(admin, autocommit=True, connect_timeout=2) as conn:
         if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [PG_ROLE]).fetchone() is None:
             conn.execute(f'CREATE ROLE "{PG_ROLE}" LOGIN SUPERUSER')  # dev stack only
+        reader = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [LAKE_READER_PG_ROLE])
+        if reader.fetchone() is None:  # no privileges of its own: the ETL grants SELECT
+            conn.execute(f'CREATE ROLE "{LAKE_READER_PG_ROLE}" LOGIN')
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [PG_DATABASE])
         if exists.fetchone() is None:
             conn.execute(f'CREATE DATABASE "{PG_DATABASE}" OWNER "{PG_ROLE}"')
@@ -107,10 +117,55 @@ def probe_elasticsearch(layout: Layout) -> None:
     _probe_cluster("elasticsearch", elasticsearch_url(layout))
 
 
+def lake_reader_policy(prefixes: tuple[str, ...]) -> dict[str, object]:
+    """Read the objects under `prefixes` ("bucket/prefix/", wildcards allowed), list
+    those prefixes, and nothing else (no put, no delete)."""
+    buckets = sorted({p.split("/", 1)[0] for p in prefixes})
+    keys = sorted({p.split("/", 1)[1] + "*" for p in prefixes})
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": [f"arn:aws:s3:::{p}*" for p in prefixes],
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{b}" for b in buckets],
+                "Condition": {"StringLike": {"s3:prefix": keys}},
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetBucketLocation"],
+                "Resource": [f"arn:aws:s3:::{b}" for b in buckets],
+            },
+        ],
+    }
+
+
+def bootstrap_minio(layout: Layout) -> None:
+    """The lake readers' user and its read-only policy (idempotent)."""
+    admin = MinioAdmin(
+        endpoint=s3_endpoint(layout),
+        credentials=StaticProvider(MINIO_ROOT_USER, MINIO_ROOT_PASSWORD),
+        secure=False,
+    )
+    admin.policy_add(LAKE_READER_POLICY, policy=lake_reader_policy(LAKE_READER_PREFIXES))
+    admin.user_add(LAKE_READER_S3_USER, LAKE_READER_S3_SECRET)
+    try:
+        admin.attach_policy([LAKE_READER_POLICY], user=LAKE_READER_S3_USER)
+    except MinioAdminException as exc:
+        if "already" not in str(exc).lower():  # attached by an earlier start
+            raise
+
+
 def probe_minio(layout: Layout) -> None:
     endpoint = s3_endpoint(layout)
     httpx.get(f"http://{endpoint}/minio/health/live", timeout=2).raise_for_status()
     Minio(endpoint, MINIO_ROOT_USER, MINIO_ROOT_PASSWORD, secure=False).list_buckets()
+    bootstrap_minio(layout)
 
 
 def _tcp_connect(port: int) -> None:

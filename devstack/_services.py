@@ -17,6 +17,14 @@ PG_ROLE: Final = "polyshop"
 PG_DATABASE: Final = "polyshop"
 MINIO_ROOT_USER: Final = "polyshop"
 MINIO_ROOT_PASSWORD: Final = "polyshop-dev-secret"  # dev stack only, loopback only
+# The lake's readers (API replicas): a MinIO user whose policy reads the lake prefixes
+# only, and a Postgres role the ETL grants SELECT on the lake's catalog schema. The
+# prefixes: the shop's lake, and those of test runs (bucket t-*) and benchmarks.
+LAKE_READER_S3_USER: Final = "polyshop-lake-reader"
+LAKE_READER_S3_SECRET: Final = "polyshop-lake-reader-dev-secret"  # dev stack only
+LAKE_READER_POLICY: Final = "polyshop-lake-read"
+LAKE_READER_PREFIXES: Final = ("polyshop-lake/analytics/", "t-*/lake/", "bench-lake-*/lake/")
+LAKE_READER_PG_ROLE: Final = "polyshop_lake_reader"
 RABBITMQ_USER: Final = "polyshop"
 RABBITMQ_PASSWORD: Final = "polyshop-dev-secret"  # dev stack only, loopback only
 # The node name is independent of the host name (localhost always resolves).
@@ -165,6 +173,9 @@ def service_env(layout: Layout = LAYOUT) -> dict[str, str]:
         "POLYSHOP_S3_ENDPOINT": s3_endpoint(layout),
         "POLYSHOP_S3_ACCESS_KEY": MINIO_ROOT_USER,
         "POLYSHOP_S3_SECRET_KEY": MINIO_ROOT_PASSWORD,
+        "POLYSHOP_LAKE_READER_S3_ACCESS_KEY": LAKE_READER_S3_USER,
+        "POLYSHOP_LAKE_READER_S3_SECRET_KEY": LAKE_READER_S3_SECRET,
+        "POLYSHOP_LAKE_READER_DATABASE_USER": LAKE_READER_PG_ROLE,
         "POLYSHOP_BROKER_URL": broker_url(layout),
         "POLYSHOP_SMTP_HOST": HOST,
         "POLYSHOP_SMTP_PORT": str(ports(layout).mailpit_smtp),

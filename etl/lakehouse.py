@@ -11,8 +11,10 @@ Order of one run (the lock is held, the run recorded, by `EtlJob.begin`):
 4. COMMIT: DuckLake writes the catalog in one Postgres transaction: a new snapshot, or
    nothing. Readers see the whole run or none of it;
 5. only then, in Postgres: the run's success and pruning the change log below the new
-   watermark's xmin (both harmless to lose: a run left 'running' is marked abandoned by
-   the next, and change-log rows below the committed watermark are never applied again).
+   watermark's xmin. Both are harmless to lose: change-log rows below the committed
+   watermark are never applied again, and a run that died between 4 and 5 is found by
+   the next one (`record_committed`: the `_etl_meta` it reads names the run) and
+   recorded as the success it was, with its snapshot and commit time.
 
 Killed anywhere before 4 (kill -9 included): the lake's latest snapshot and its watermark
 are as before; the Parquet files the run had written are referenced by no snapshot and
@@ -32,7 +34,8 @@ import structlog
 from analytics.lake import LakeConfig
 from etl import engine, tracking
 from etl.star import build_star_schema
-from etl.tracking import Watermark
+from etl.tables import TableSpec
+from etl.tracking import SourceColumn, Watermark
 
 if TYPE_CHECKING:
     from etl.runner import EtlJob, RunHandle, RunResult
@@ -75,6 +78,32 @@ def _star_is_current(duck: duckdb.DuckDBPyConnection) -> bool:
     return row is not None and row[0] == 3 and row[1] == row[3] and row[2] == row[4]
 
 
+def commit_message(run_id: int, kind: str) -> str:
+    return f"run {run_id} ({kind})"
+
+
+def record_committed(
+    conn: tracking.Conn,
+    duck: duckdb.DuckDBPyConnection,
+    run_id: int,
+    mark: Watermark,
+    tables: list[str],
+) -> None:
+    """The run that wrote the lake's current `_etl_meta` committed: if its process died
+    before recording that in Postgres (the next run's `begin` marked it 'abandoned'),
+    record it now as succeeded, with the snapshot its commit made (found by its commit
+    message; maintenance may have added snapshots since) and the commit's time."""
+    row = duck.execute(
+        f"""SELECT snapshot_id, epoch(snapshot_time) FROM ducklake_snapshots({engine.SNAPSHOT!r})
+             WHERE commit_message LIKE ? ORDER BY snapshot_id DESC LIMIT 1""",
+        [f"run {run_id} (%"],
+    ).fetchone()
+    if row is None:
+        return
+    if tracking.record_committed_run(conn, run_id, f"lake@{row[0]}", row[1], mark, tables):
+        log.warning("etl.committed_run_recorded", run_id=run_id, snapshot=row[0])
+
+
 def ensure_bucket(lake: LakeConfig) -> None:
     from storage.blobs import create_minio
     from storage.blobs import ensure_bucket as make
@@ -98,38 +127,29 @@ def execute_lake_run(job: EtlJob, handle: RunHandle, result: RunResult, lake: La
     mark, extracted_at = tracking.take_watermark(conn)
     tracking.record_progress(conn, handle.run_id, {}, mark)
     conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{lake.metadata_schema}"')
+    if lake.reader_role:
+        tracking.grant_catalog_read(conn, lake.metadata_schema, lake.reader_role)
     ensure_bucket(lake)
 
     with engine.lake_writer(lake, cfg.database_url, cfg.threads, cfg.memory_limit) as duck:
         duck.execute("BEGIN")
         since, last_run = lake_watermark(duck, cfg.configuration.name)
+        if since is not None and last_run is not None:
+            record_committed(conn, duck, last_run, since, [t.name for t in tables])
         copied: set[str] = set()
-        for spec in tables:
-            t0 = time.monotonic()
-            columns = tracking.source_columns(conn, spec.name)
+
+        def load(spec: TableSpec, columns: list[SourceColumn]) -> int:
             if (
                 handle.kind == "full"
                 or since is None
                 or spec.name in fresh
                 or not job._same_columns(duck, spec.name, columns)
             ):
-                n = job._copy_full(duck, spec, columns, compression=False)
                 copied.add(spec.name)
-            else:
-                n = job._apply_changes(duck, spec, columns, since)
-                if handle.kind == "backfill" and handle.backfill and spec.backfill_predicate:
-                    n += job._rewrite_range(duck, spec, columns, handle.backfill)
-            result.rows[spec.name] = n
-            result.seconds[spec.name] = time.monotonic() - t0
-            log.info(
-                "etl.table_loaded",
-                table=spec.name,
-                rows=n,
-                seconds=round(result.seconds[spec.name], 3),
-            )
-            tracking.record_progress(conn, handle.run_id, result.rows, mark)
-            if cfg.pause_after_table_s:
-                time.sleep(cfg.pause_after_table_s)
+                return job._copy_full(duck, spec, columns, compression=False)
+            return job._apply_incremental(duck, handle, spec, columns, since)
+
+        job._load_tables(handle, result, mark, load)
         if cfg.configuration.star_schema and (
             since is None or copied or not _star_is_current(duck)
         ):
@@ -152,11 +172,13 @@ def execute_lake_run(job: EtlJob, handle: RunHandle, result: RunResult, lake: La
         )
         duck.execute(
             "CALL ducklake_set_commit_message(?, 'polyshop-etl', ?)",
-            [engine.SNAPSHOT, f"run {handle.run_id} ({handle.kind})"],
+            [engine.SNAPSHOT, commit_message(handle.run_id, handle.kind)],
         )
         t0 = time.monotonic()
         duck.execute("COMMIT")
         result.seconds["commit"] = time.monotonic() - t0
+        if cfg.pause_after_commit_s:  # test hook: a kill -9 here is what the next run mends
+            time.sleep(cfg.pause_after_commit_s)
         row = duck.execute(
             f"SELECT id FROM ducklake_current_snapshot('{engine.SNAPSHOT}') t(id)"
         ).fetchone()

@@ -39,6 +39,7 @@ import contextlib
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,6 +75,8 @@ class EtlConfig:
     memory_limit: str = "1GB"
     # test hook: sleep after each table is loaded, so a test can kill a run mid-load
     pause_after_table_s: float = 0.0
+    # test hook (lake): sleep after the lake commit, before the run is recorded in Postgres
+    pause_after_commit_s: float = 0.0
     # set: the copy is a DuckLake (catalog in Postgres, Parquet on S3) instead of the
     # snapshot files at `duckdb_path` (etl/lakehouse.py)
     lake: LakeConfig | None = None
@@ -308,9 +311,8 @@ class EtlJob:
 
         with engine.writer(tmp, cfg.database_url, cfg.threads, cfg.memory_limit) as duck:
             duck.execute("BEGIN")
-            for spec in tables:
-                t0 = time.monotonic()
-                columns = tracking.source_columns(conn, spec.name)
+
+            def load(spec: TableSpec, columns: list[SourceColumn]) -> int:
                 since = marks.get(spec.name)
                 if (
                     handle.kind == "full"
@@ -319,22 +321,10 @@ class EtlJob:
                     or since is None
                     or not self._same_columns(duck, spec.name, columns)
                 ):
-                    n = self._copy_full(duck, spec, columns)
-                else:
-                    n = self._apply_changes(duck, spec, columns, since)
-                    if handle.kind == "backfill" and handle.backfill and spec.backfill_predicate:
-                        n += self._rewrite_range(duck, spec, columns, handle.backfill)
-                result.rows[spec.name] = n
-                result.seconds[spec.name] = time.monotonic() - t0
-                log.info(
-                    "etl.table_loaded",
-                    table=spec.name,
-                    rows=n,
-                    seconds=round(result.seconds[spec.name], 3),
-                )
-                tracking.record_progress(conn, handle.run_id, result.rows, mark)
-                if cfg.pause_after_table_s:
-                    time.sleep(cfg.pause_after_table_s)
+                    return self._copy_full(duck, spec, columns)
+                return self._apply_incremental(duck, handle, spec, columns, since)
+
+            self._load_tables(handle, result, mark, load)
             if cfg.configuration.star_schema:
                 build_star_schema(duck)
             duck.execute(
@@ -358,6 +348,45 @@ class EtlJob:
         )
         result.snapshot, result.extracted_at = final.name, extracted_at
         self.store.collect_garbage(cfg.snapshot_grace_s, keep=final)
+
+    def _load_tables(
+        self,
+        handle: RunHandle,
+        result: RunResult,
+        mark: tracking.Watermark,
+        load: Callable[[TableSpec, list[SourceColumn]], int],
+    ) -> None:
+        """Load each declared table with `load(spec, its source columns) -> rows`; record
+        its rows and time, and the run's progress in Postgres, after each (both backends)."""
+        conn = handle.conn
+        for spec in self.config.configuration.tables:
+            t0 = time.monotonic()
+            n = load(spec, tracking.source_columns(conn, spec.name))
+            result.rows[spec.name] = n
+            result.seconds[spec.name] = time.monotonic() - t0
+            log.info(
+                "etl.table_loaded",
+                table=spec.name,
+                rows=n,
+                seconds=round(result.seconds[spec.name], 3),
+            )
+            tracking.record_progress(conn, handle.run_id, result.rows, mark)
+            if self.config.pause_after_table_s:
+                time.sleep(self.config.pause_after_table_s)
+
+    def _apply_incremental(
+        self,
+        duck: duckdb.DuckDBPyConnection,
+        handle: RunHandle,
+        spec: TableSpec,
+        columns: list[SourceColumn],
+        since: tracking.Watermark,
+    ) -> int:
+        """The keys changed since `since`; for a backfill also the run's time range."""
+        n = self._apply_changes(duck, spec, columns, since)
+        if handle.kind == "backfill" and handle.backfill and spec.backfill_predicate:
+            n += self._rewrite_range(duck, spec, columns, handle.backfill)
+        return n
 
     def _pg_table(self, name: str) -> str:
         return f"{_q(self.config.schema)}.{_q(name)}"

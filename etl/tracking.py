@@ -254,6 +254,47 @@ def finish_lake_run(
         )
 
 
+def grant_catalog_read(conn: Conn, schema: str, role: str) -> None:
+    """The lake readers' role may read the catalog schema, and only read it: USAGE and
+    SELECT on its tables, including those DuckLake creates later (default privileges of
+    the writer, who creates them). Idempotent; runs before each lake run."""
+    names = {"s": sql.Identifier(schema), "r": sql.Identifier(role)}
+    with conn.transaction():
+        for statement in (
+            "GRANT USAGE ON SCHEMA {s} TO {r}",
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT SELECT ON TABLES TO {r}",
+            "GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {r}",
+        ):
+            conn.execute(sql.SQL(statement).format(**names))
+
+
+def record_committed_run(
+    conn: Conn,
+    run_id: int,
+    snapshot: str,
+    committed_at: float,
+    mark: Watermark,
+    tables: list[str],
+) -> bool:
+    """A lake run whose commit landed but whose process died before `finish_lake_run`
+    (marked 'abandoned', or still 'running'): record it as the success it was, with the
+    snapshot its commit made and the commit's time (epoch seconds). The rows it loaded
+    were recorded as it went (`record_progress`). True if the run needed it."""
+    with conn.transaction():
+        cur = conn.execute(
+            """UPDATE etl_runs SET status = 'succeeded', snapshot = %s, error = NULL,
+                      finished_at = to_timestamp(%s)
+                WHERE id = %s AND status IN ('running', 'abandoned')""",
+            (snapshot, committed_at, run_id),
+        )
+        if cur.rowcount:
+            conn.execute(
+                "DELETE FROM etl_changes WHERE tbl = ANY(%s) AND txid < %s::xid8",
+                (tables, mark.xmin),
+            )
+    return bool(cur.rowcount)
+
+
 def fail_run(conn: Conn, run_id: int, error: str) -> None:
     conn.execute(
         """UPDATE etl_runs SET status = 'failed', finished_at = now(), error = %s

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -312,6 +313,34 @@ async def test_post_etl_runs_queues_a_run_that_the_worker_starts(
     assert_parity(settings)
 
 
+async def kill_cli_run_when(env: dict[str, str], ready: Callable[[], bool]) -> None:
+    """Start `polyshop etl run` in a subprocess with `env`, and kill -9 it as soon as
+    `ready()` holds (polled; fails the test if it never does within 60 s)."""
+    proc = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-c", "from app.cli import main; main()", "etl", "run"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if await asyncio.to_thread(ready):
+                break
+            if proc.returncode is not None:
+                pytest.fail(f"the ETL subprocess ended (rc {proc.returncode}) before the point")
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the ETL subprocess never reached the point to kill it at")
+        proc.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(proc.wait(), timeout=10)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
 def _cli_env(settings: Settings, pause_s: float) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -333,29 +362,12 @@ async def test_a_run_killed_half_way_is_finished_by_the_next(settings: Settings)
         add_orders(c, 4)
         c.execute("DELETE FROM orders WHERE id = 3")
         c.execute("UPDATE products SET price_minor = 4242 WHERE id = 5")
-    proc = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-c", "from app.cli import main; main()", "etl", "run"],
-        cwd=REPO,
-        env=_cli_env(settings, pause_s=30),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        # mid-load: the run has loaded its first table and sleeps in the test hook
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            mine = [r for r in runs(settings) if r["id"] > 1]
-            if mine and mine[0]["rows"]:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            pytest.fail("the ETL subprocess never loaded a table")
-        proc.send_signal(signal.SIGKILL)
-        await asyncio.wait_for(proc.wait(), timeout=10)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+
+    def loaded_a_table() -> bool:  # mid-load: it sleeps in the test hook after a table
+        mine = [r for r in runs(settings) if r["id"] > 1]
+        return bool(mine and mine[0]["rows"])
+
+    await kill_cli_run_when(_cli_env(settings, pause_s=30), loaded_a_table)
     assert runs(settings)[-1]["status"] == "running"
     assert job.store.current_snapshot() == published  # nothing half-written was published
     with job.store.connect_readonly() as duck:

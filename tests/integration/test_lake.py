@@ -6,24 +6,25 @@ attaching it read-only, the sandbox on both backends, outages."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
-import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import duckdb
 import httpx
+import psycopg
 import pytest
 from asgi_lifespan import LifespanManager
 
 from analytics.duck import NoSnapshot, StoreUnavailable
 from analytics.extensions import _linked
-from analytics.lake import LakeStore
+from analytics.lake import LakeStore, attach, load_extensions
 from analytics.sandbox import (
     AccessDenied,
     QueryTimeout,
@@ -35,7 +36,15 @@ from app.etl_schedule import etl_job
 from app.main import create_app
 from app.settings import Settings
 from app.stores import Stores, lake_config
-from tests.integration.test_etl import REPO, add_orders, assert_parity, pg, runs, seed_shop
+from tests.integration.test_etl import (
+    REPO,
+    add_orders,
+    assert_parity,
+    kill_cli_run_when,
+    pg,
+    runs,
+    seed_shop,
+)
 from tests.support.auth import bearer
 from tests.unit.test_sandbox import REFUSED_STATEMENTS, RUNTIME_ESCAPES
 
@@ -147,28 +156,12 @@ async def test_a_lake_run_killed_half_way_is_finished_by_the_next(lake: Settings
         add_orders(c, 4)
         c.execute("DELETE FROM orders WHERE id = 3")
         c.execute("UPDATE products SET price_minor = 4242 WHERE id = 5")
-    proc = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-c", "from app.cli import main; main()", "etl", "run"],
-        cwd=REPO,
-        env=_cli_env(lake, pause_s=30),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # wait until it loaded two tables
-            mine = [r for r in runs(lake) if r["id"] > 1]
-            if mine and len(mine[0]["rows"] or {}) >= 2:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            pytest.fail("the ETL subprocess never loaded a table")
-        proc.send_signal(signal.SIGKILL)
-        await asyncio.wait_for(proc.wait(), timeout=10)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+
+    def loaded_two_tables() -> bool:
+        mine = [r for r in runs(lake) if r["id"] > 1]
+        return bool(mine and len(mine[0]["rows"] or {}) >= 2)
+
+    await kill_cli_run_when(_cli_env(lake, pause_s=30), loaded_two_tables)
     assert runs(lake)[-1]["status"] == "running"
     # nothing of the killed run is visible: the same snapshot, the old rows
     assert current_snapshot(job.reader) == published
@@ -181,6 +174,49 @@ async def test_a_lake_run_killed_half_way_is_finished_by_the_next(lake: Settings
     assert result.kind == "incremental" and result.rows["order_lines"] < 20  # not a full copy
     assert [r["status"] for r in runs(lake)] == ["succeeded", "abandoned", "succeeded"]
     assert current_snapshot(job.reader) == published + 1
+    assert_parity(lake)
+
+
+async def test_a_lake_run_killed_after_its_commit_is_recorded_by_the_next(
+    lake: Settings,
+) -> None:
+    """kill -9 between the lake commit and recording the run in Postgres: the next run
+    finds the run named by the lake's `_etl_meta`, records it as succeeded (its snapshot,
+    its rows), and starts from the watermark that commit holds."""
+    seed_shop(lake)
+    job = etl_job(lake)
+    assert (await asyncio.to_thread(job.run)).status == "succeeded"
+    assert isinstance(job.reader, LakeStore)
+    reader = job.reader
+    published = current_snapshot(reader)
+    with pg(lake) as c:
+        add_orders(c, 3)
+        c.execute("UPDATE products SET price_minor = 4242 WHERE id = 5")
+
+    def committed() -> bool:
+        return current_snapshot(reader) > published
+
+    env = _cli_env(lake, pause_s=0, POLYSHOP_ETL_TEST_PAUSE_AFTER_COMMIT_S="30")
+    await kill_cli_run_when(env, committed)
+    killed = runs(lake)[-1]
+    assert killed["status"] == "running"  # it died before recording its commit
+    with reader.connect_readonly() as duck:
+        assert duck.execute("SELECT price_minor FROM products WHERE id = 5").fetchone() == (4242,)
+        meta = duck.execute("SELECT run_id, watermark_xmin FROM _etl_meta").fetchone()
+    assert meta is not None and meta[0] == killed["id"]
+
+    result = await asyncio.to_thread(job.run)
+    assert result.status == "succeeded", result.error
+    first, recorded, last = runs(lake)
+    assert [first["status"], recorded["status"], last["status"]] == ["succeeded"] * 3
+    assert recorded["id"] == killed["id"] and recorded["error"] is None
+    assert recorded["snapshot"] == f"lake@{published + 1}"
+    assert recorded["rows"]["order_lines"] > 0 and recorded["finished_at"] < last["started_at"]
+    # the next run started from the committed watermark: nothing applied twice
+    assert sum(result.rows.values()) == 0
+    with pg(lake) as c:  # the change log the killed run's commit covers is pruned
+        left = c.execute("SELECT count(*) FROM etl_changes WHERE txid < %s::xid8", (meta[1],))
+        assert left.fetchone() == (0,)
     assert_parity(lake)
 
 
@@ -270,6 +306,102 @@ async def test_a_plain_duckdb_process_attaches_the_lake_read_only(lake: Settings
     count, refused = done.stdout.split("\n")[:2]
     assert int(count) == 7
     assert refused.startswith("refused")
+
+
+async def test_the_readers_credentials_cannot_write_the_lake_nor_its_catalog(
+    lake: Settings,
+) -> None:
+    """API replicas read with the readers' S3 key and Postgres role (made by the dev
+    stack; the ETL grants the role SELECT on the catalog). Outside the SQL sandbox (a
+    plain DuckDB attached read-write with them, psycopg, the S3 client) MinIO and
+    Postgres themselves refuse every write, and anything beyond the lake."""
+    from minio.error import S3Error
+
+    from app.stores import create_analytics, create_blob_client, lake_reader_config
+    from storage.blobs import create_minio
+
+    seed_shop(lake, orders=30)
+    assert (await asyncio.to_thread(etl_job(lake).run)).status == "succeeded"
+    writer, reader = lake_config(lake), lake_reader_config(lake)
+    assert writer is not None and reader is not None
+    assert lake.lake_reader_database_user and lake.lake_reader_s3_access_key, (
+        "the dev stack's services.env names the readers' credentials"
+    )
+    assert reader.s3_access_key != writer.s3_access_key and reader.reader_role is None
+    api_store = create_analytics(lake)  # what the API replicas open
+    assert isinstance(api_store, LakeStore) and api_store.config == reader
+    try:
+        answer = await asyncio.to_thread(
+            run_query, api_store, "SELECT count(*) FROM orders", timeout_s=30, max_rows=10
+        )
+        assert answer.table.to_pylist() == [{"count_star()": 30}]
+    finally:
+        api_store.close()
+
+    # a plain DuckDB with the readers' credentials, attached read-write, no sandbox
+    writer_store = LakeStore(writer)
+    files_before, snapshot_before = set(lake_files(lake)), current_snapshot(writer_store)
+    con = duckdb.connect(config={"autoinstall_known_extensions": False})
+    try:
+        load_extensions(con)
+        attach(con, reader, "rw", read_only=False)
+        assert con.execute("SELECT count(*) FROM rw.orders").fetchone() == (30,)
+        data_file = con.execute(
+            "SELECT data_file FROM ducklake_list_files('rw', 'order_lines') LIMIT 1"
+        ).fetchone()
+        assert data_file is not None
+        for write in (
+            "INSERT INTO rw.customers (id, email) VALUES (-1, 'x@y.test')",  # Parquet to S3
+            "CREATE VIEW rw.v AS SELECT 1 AS one",  # the catalog alone
+            "CREATE TABLE rw.t AS SELECT 1 AS one",
+        ):
+            with pytest.raises(duckdb.Error, match="Failed to commit"):
+                con.execute(write)
+    finally:
+        con.close()
+    # refused by the services, not merely rolled back after writing: no new object, no
+    # new snapshot
+    assert set(lake_files(lake)) == files_before
+    assert current_snapshot(writer_store) == snapshot_before
+    writer_store.close()
+
+    # the catalog, straight through Postgres as the readers' role
+    schema = lake.lake_metadata_schema
+    catalog = psycopg.conninfo.make_conninfo(lake.database_url, user=lake.lake_reader_database_user)
+    with psycopg.connect(catalog, autocommit=True) as c:
+        assert c.execute(f'SELECT count(*) FROM "{schema}".ducklake_snapshot').fetchone()
+        for statement in (
+            f'DELETE FROM "{schema}".ducklake_snapshot',
+            f"UPDATE \"{schema}\".ducklake_data_file SET path = 'x'",
+            f'CREATE TABLE "{schema}".planted (x int)',
+            f'DROP TABLE "{schema}".ducklake_snapshot',
+            f'SELECT * FROM "{lake.database_schema}".customers',  # the shop's own data
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                c.execute(statement)
+
+    # the data, straight through S3 with the readers' key
+    s3 = create_minio(
+        lake.s3_endpoint,
+        access_key=reader.s3_access_key,
+        secret_key=reader.s3_secret_key,
+        secure=lake.s3_secure,
+        region=lake.s3_region,
+    )
+    key = str(data_file[0]).split(f"{lake.lake_bucket}/", 1)[1]
+    assert s3.get_object(lake.lake_bucket, key).read(4) == b"PAR1"
+    outside = f"outside-{os.getpid()}.txt"  # the bucket's other objects (images)
+    create_blob_client(lake).put_object(lake.lake_bucket, outside, io.BytesIO(b"x"), 1)
+    refusals: list[Callable[[], object]] = [
+        lambda: s3.put_object(lake.lake_bucket, f"{lake.lake_prefix}planted", io.BytesIO(b"x"), 1),
+        lambda: s3.remove_object(lake.lake_bucket, key),
+        lambda: s3.get_object(lake.lake_bucket, outside),
+    ]
+    for refused in refusals:
+        with pytest.raises(S3Error) as denied:
+            refused()
+        assert denied.value.code == "AccessDenied"
+    assert s3.stat_object(lake.lake_bucket, key).size  # still there
 
 
 # -- the sandbox, on both backends ----------------------------------------------------

@@ -29,6 +29,10 @@ def isolated_settings(env: dict[str, str], tmp_path: Path, **overrides: object) 
         ("broker_url", "POLYSHOP_BROKER_URL"),
         ("smtp_host", "POLYSHOP_SMTP_HOST"),
         ("smtp_port", "POLYSHOP_SMTP_PORT"),
+        # the lake readers' credentials, created by the dev stack (read-only)
+        ("lake_reader_s3_access_key", "POLYSHOP_LAKE_READER_S3_ACCESS_KEY"),
+        ("lake_reader_s3_secret_key", "POLYSHOP_LAKE_READER_S3_SECRET_KEY"),
+        ("lake_reader_database_user", "POLYSHOP_LAKE_READER_DATABASE_USER"),
     ):
         if env.get(env_name):
             values[key] = env[env_name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ APP_ENV = (
     "POLYSHOP_BROKER_URL",
     "POLYSHOP_SMTP_HOST",
 )
-ONE_SHOTS = {"minio-init", "migrate"}
+ONE_SHOTS = {"minio-init", "postgres-init", "migrate"}
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +166,28 @@ def test_the_analytical_copy_is_a_lake_on_minio(services: dict[str, dict[str, An
         assert env["POLYSHOP_S3_ENDPOINT"] == "minio:9000"
     bucket = services["api"]["environment"]["POLYSHOP_LAKE_BUCKET"]
     assert f"local/{bucket}" in " ".join(services["minio-init"]["command"])
+
+
+def test_the_lake_readers_credentials_are_made_read_only(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """The api replicas read the lake as the user minio-init makes with a read-only policy
+    on the lake's prefix, and as the role postgres-init makes (no privileges of its own;
+    the ETL grants it SELECT on the catalog)."""
+    env = services["api"]["environment"]
+    minio = " ".join(services["minio-init"]["command"])
+    user = env["POLYSHOP_LAKE_READER_S3_ACCESS_KEY"]
+    assert f"mc admin user add local {user} {env['POLYSHOP_LAKE_READER_S3_SECRET_KEY']}" in minio
+    assert f"--user {user}" in minio
+    policy = json.loads(minio.split("printf '%s' '", 1)[1].split("'", 1)[0])
+    actions = {a for statement in policy["Statement"] for a in statement["Action"]}
+    assert actions == {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"}
+    prefix = f"{env['POLYSHOP_LAKE_BUCKET']}/{env.get('POLYSHOP_LAKE_PREFIX', 'analytics/')}"
+    assert policy["Statement"][0]["Resource"] == [f"arn:aws:s3:::{prefix}*"]
+    role = env["POLYSHOP_LAKE_READER_DATABASE_USER"]
+    create = " ".join(services["postgres-init"]["entrypoint"])
+    assert (
+        f"CREATE ROLE {role} LOGIN PASSWORD '{env['POLYSHOP_LAKE_READER_DATABASE_PASSWORD']}'"
+        in create
+    )
+    assert "GRANT" not in create and "SUPERUSER" not in create
