@@ -11,6 +11,8 @@ clients, in `--rounds` rounds (the phases alternate so machine noise hits all):
   request pays the limiter): cached `GET /products/{id}`, the bare endpoint returning
   the same bytes from memory, and an authenticated `GET /orders/{id}`;
 - phase "limiter off": the cached product read;
+- phase "limiter in nginx": the per-address bucket in nginx (`limit_req`), the app's
+  limiter for API keys only: the cached read and the authenticated order read;
 - phase "cache off" (limiter on): the same read from Postgres.
 
 Prints per scenario req/s, p50, p99, non-200 answers and the server's CPU per request
@@ -34,7 +36,7 @@ from bench.deployed import deployed, reconfigure
 from bench.hey import HeyResult, ServerCpu, combine, run_hey
 from bench.mixed_workload import Deployment
 
-BIG = str(10**9)  # bucket sizes nobody reaches: the limiter runs, refuses nothing
+BIG = str(10**6)  # bucket sizes nobody reaches: the limiter runs, refuses nothing
 LIMITER_ON = {
     "POLYSHOP_RATE_LIMIT_ENABLED": "true",
     "POLYSHOP_RATE_LIMIT_KEY_CAPACITY": BIG,
@@ -47,10 +49,14 @@ LIMITER_ON = {
 PHASES: dict[str, dict[str, str]] = {
     "limiter on": LIMITER_ON,
     "limiter off": {**LIMITER_ON, "POLYSHOP_RATE_LIMIT_ENABLED": "false"},
+    # the per-address limit in nginx (limit_req), the app limits API keys only
+    "limiter in nginx": {**LIMITER_ON, "POLYSHOP_RATE_LIMIT_ADDRESS_IN_PROXY": "true"},
     "cache off": {**LIMITER_ON, "POLYSHOP_CACHE_ENABLED": "false"},
 }
 CACHED, BARE, ORDER = "cached product", "bare (same bytes)", "GET /orders/{id} (auth)"
 CACHED_OFF, UNCACHED = "cached product, limiter off", "uncached product (Postgres)"
+CACHED_NGINX = "cached product, address limit in nginx"
+ORDER_NGINX = "GET /orders/{id} (auth), address limit in nginx"
 
 
 @dataclass
@@ -96,6 +102,12 @@ def _scenarios(
         }
     if phase == "limiter off":
         return {CACHED_OFF: (f"{base}/products/{product}", {})}
+    if phase == "limiter in nginx":
+        auth = {"Authorization": f"Bearer {deployment.customer_key}"}
+        return {
+            CACHED_NGINX: (f"{base}/products/{product}", {}),
+            ORDER_NGINX: (f"{base}/orders/{order_id}", auth),
+        }
     return {UNCACHED: (f"{base}/products/{product}", {})}
 
 
@@ -152,11 +164,17 @@ def report(results: Mapping[str, Measured]) -> str:
         f"- cached / bare throughput: {rate[CACHED] / rate[BARE]:.2f}x (goal >= 0.7x)",
         f"- cached / uncached throughput: {rate[CACHED] / rate[UNCACHED]:.2f}x (goal >= 2x)",
         f"- limiter on / off, cached read: {rate[CACHED] / rate[CACHED_OFF]:.2f}x (goal >= 0.9x)",
+        f"- limiter (address bucket in nginx) / off, cached read:"
+        f" {rate[CACHED_NGINX] / rate[CACHED_OFF]:.2f}x (goal >= 0.9x)",
+        f"- cached (address bucket in nginx) / bare: {rate[CACHED_NGINX] / rate[BARE]:.2f}x",
         f"- p50 authenticated GET /orders/{{id}} / anonymous cached product: "
-        f"{p50[ORDER] / p50[CACHED]:.2f}x (goal <= 1.5x)",
+        f"{p50[ORDER] / p50[CACHED]:.2f}x (goal <= 1.5x); with the address bucket in nginx"
+        f" {p50[ORDER_NGINX] / p50[CACHED_NGINX]:.2f}x",
         f"- server CPU per cached request: {results[CACHED].cpu_ms('server'):.3f} core-ms"
         f" (API {results[CACHED].cpu_ms('api'):.3f}, nginx {results[CACHED].cpu_ms('nginx'):.3f},"
-        f" Redis {results[CACHED].cpu_ms('redis'):.3f})",
+        f" Redis {results[CACHED].cpu_ms('redis'):.3f}); with the address bucket in nginx"
+        f" {results[CACHED_NGINX].cpu_ms('server'):.3f}, limiter off"
+        f" {results[CACHED_OFF].cpu_ms('server'):.3f}",
     ]
     return "\n".join(lines)
 

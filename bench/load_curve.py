@@ -1,5 +1,5 @@
 """Load curve through nginx: a read mix at 1, 8, 64 and 256 concurrent clients (hey),
-with the rate limiter off and on.
+with the rate limiter off, on (in the app), and on with the per-address bucket in nginx.
 
     flock /work/wt/bench.lock uv run python -m bench.load_curve \
         [--seconds 8] [--steps 1,8,64,256] [--replicas 2] [--products 200]
@@ -35,6 +35,16 @@ from bench.mixed_workload import Deployment
 
 READ_MIX: dict[str, float] = {"product": 0.55, "list": 0.15, "search": 0.20, "suggest": 0.10}
 STEPS = (1, 8, 64, 256)
+# the limiter off; on in the app (both buckets in Redis); on with the per-address bucket
+# in nginx (limit_req) and the key bucket in the app
+MODES: dict[str, dict[str, str]] = {
+    "off": {"POLYSHOP_RATE_LIMIT_ENABLED": "false"},
+    "on": {"POLYSHOP_RATE_LIMIT_ENABLED": "true", "POLYSHOP_RATE_LIMIT_ADDRESS_IN_PROXY": "false"},
+    "on, address in nginx": {
+        "POLYSHOP_RATE_LIMIT_ENABLED": "true",
+        "POLYSHOP_RATE_LIMIT_ADDRESS_IN_PROXY": "true",
+    },
+}
 # fail-open reasons: the request went through without a decision
 FAIL_OPEN = ('{reason="redis"}', '{reason="timeout"}', '{reason="skipped"}')
 
@@ -60,6 +70,7 @@ class Step:
     probes_429: int = 0
     probes_429_without_retry_after: int = 0
     problems: list[str] = field(default_factory=list)
+    mode: str = ""
 
     @property
     def refused(self) -> int:
@@ -108,6 +119,7 @@ def run_step(
     *,
     limiter: bool,
     cpu: ServerCpu | None = None,
+    mode: str = "",
 ) -> Step:
     """One step of the curve on a running deployment."""
     urls = mix_urls(deployment.base_url, deployment.product_ids[0])
@@ -132,13 +144,15 @@ def run_step(
         result,
         ServerCpu.per_request_ms(before, after, result.requests),
         per_leg,
+        mode=mode or ("on" if limiter else "off"),
     )
     if limiter:
         step.rejections = _rejections(deployment) - rejections_before - prober.refused
         step.fail_open = _fail_open(deployment) - fail_open_before
         step.probes_429 = prober.refused
         step.probes_429_without_retry_after = prober.without_retry_after
-        if step.rejections != step.refused:
+        # refusals by nginx never reach the app's counter
+        if step.rejections != step.refused and "nginx" not in step.mode:
             step.problems.append(
                 f"replicas refused {step.rejections:.0f}, hey saw {step.refused} 429s"
             )
@@ -148,7 +162,7 @@ def run_step(
 def _row(step: Step) -> str:
     r = step.result
     return (
-        f"| {'on' if step.limiter else 'off'} | {step.concurrency} | {r.requests} "
+        f"| {step.mode} | {step.concurrency} | {r.requests} "
         f"| {r.rate:.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {step.errors} "
         f"| {step.refused if step.limiter else '-'} | {step.cpu_ms['api']:.2f} "
         f"| {step.cpu_ms['server']:.2f} |"
@@ -198,7 +212,7 @@ def report(steps: Sequence[Step]) -> str:
         lines.append(f"- {text}: {'met' if met else 'MISSED'}")
     for s in steps:
         for problem in s.problems:
-            lines.append(f"- step {s.concurrency} (limiter on): {problem}")
+            lines.append(f"- step {s.concurrency} (limiter {s.mode}): {problem}")
     return "\n".join(lines)
 
 
@@ -206,14 +220,13 @@ def curve(
     deployment: Deployment, steps: Sequence[int], seconds: float, warmup: float
 ) -> list[Step]:
     done: list[Step] = []
-    for limiter in (False, True):
-        deployment = reconfigure(
-            deployment, {"POLYSHOP_RATE_LIMIT_ENABLED": "true" if limiter else "false"}
-        )
+    for mode, settings in MODES.items():
+        limiter = mode != "off"
+        deployment = reconfigure(deployment, settings)
         cpu = ServerCpu(deployment.layout)  # the replicas restarted: new pids
-        run_step(deployment, 8, warmup, limiter=limiter, cpu=cpu)  # caches, connections
+        run_step(deployment, 8, warmup, limiter=limiter, cpu=cpu, mode=mode)  # warm up
         for concurrency in steps:
-            step = run_step(deployment, concurrency, seconds, limiter=limiter, cpu=cpu)
+            step = run_step(deployment, concurrency, seconds, limiter=limiter, cpu=cpu, mode=mode)
             print(_row(step), file=sys.stderr, flush=True)
             done.append(step)
     return done
