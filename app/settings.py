@@ -261,6 +261,11 @@ class Settings(BaseSettings):
     rate_limit_key_per_s: float = Field(600.0, gt=0, description="refill per API key")
     rate_limit_address_capacity: int = Field(2400, ge=1, description="burst per client address")
     rate_limit_address_per_s: float = Field(1200.0, gt=0, description="refill per address")
+    rate_limit_address_in_proxy: bool = Field(
+        False,
+        description="true where nginx fronts the app and limits per address itself"
+        " (limit_req, deploy/nginx*.conf): the app then limits API keys only",
+    )
     rate_limit_fail_open_s: float = Field(
         5.0, ge=0, description="Redis failed: requests pass unlimited for this long"
     )

@@ -31,7 +31,7 @@ from devstack._api import (
 )
 from devstack._cli import cli
 from devstack._config import Program, app_programs, default_replicas
-from devstack._install import InstallError
+from devstack._install import InstallError, ensure_hey
 from devstack._paths import LAYOUT, Layout, instance, layout_from_env
 from devstack._services import SERVICES, URLS, Ports, ports, service_env, urls
 from devstack._supervisor import StackError
@@ -53,6 +53,7 @@ __all__ = [
     "default_replicas",
     "down",
     "elasticsearch_config_dir",
+    "ensure_hey",
     "instance",
     "is_up",
     "kill_service",

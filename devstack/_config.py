@@ -390,8 +390,24 @@ def app_programs(
     ]
 
 
-def render_nginx_conf(layout: Layout, upstream_ports: Sequence[int], listen_port: int) -> str:
-    """deploy/nginx.devstack.conf with this instance's ports and paths filled in."""
+# The app's defaults of rate_limit_address_per_s / _capacity (devstack does not import
+# app/; tests/unit/test_devstack_config.py checks that they agree).
+ADDRESS_RATE_PER_S = 1200
+ADDRESS_BURST = 2400
+
+
+def render_nginx_conf(
+    layout: Layout,
+    upstream_ports: Sequence[int],
+    listen_port: int,
+    app_env: Mapping[str, str] | None = None,
+) -> str:
+    """deploy/nginx.devstack.conf with this instance's ports and paths filled in, and the
+    per-address limit on where the replicas' settings (`app_env`) hand it to nginx."""
+    env = app_env or {}
+    in_proxy = env.get("POLYSHOP_RATE_LIMIT_ADDRESS_IN_PROXY", "").lower() in ("1", "true")
+    rate = round(float(env.get("POLYSHOP_RATE_LIMIT_ADDRESS_PER_S", ADDRESS_RATE_PER_S)))
+    burst = int(env.get("POLYSHOP_RATE_LIMIT_ADDRESS_CAPACITY", ADDRESS_BURST))
     servers = "\n".join(
         f"        server {HOST}:{p} max_fails=1 fail_timeout=2s;" for p in upstream_ports
     )
@@ -405,6 +421,9 @@ def render_nginx_conf(layout: Layout, upstream_ports: Sequence[int], listen_port
         "@UPSTREAM_SERVERS@": servers,
         "@HOST@": HOST,
         "@LISTEN_PORT@": str(listen_port),
+        "@ADDRESS_KEY@": "$binary_remote_addr" if in_proxy else '""',
+        "@ADDRESS_RATE@": str(max(1, rate)),
+        "@ADDRESS_BURST@": str(max(1, burst)),
     }
     text = NGINX_TEMPLATE.read_text()
     for key, value in values.items():
@@ -421,7 +440,7 @@ def write_nginx_conf(layout: Layout, apps: Sequence[Program]) -> bool:
     layout.nginx_run.mkdir(parents=True, exist_ok=True)
     upstream = [api.numprocs_start + i for i in range(api.numprocs)]
     return write_if_changed(
-        layout.nginx_conf, render_nginx_conf(layout, upstream, ports(layout).api)
+        layout.nginx_conf, render_nginx_conf(layout, upstream, ports(layout).api, api.env)
     )
 
 

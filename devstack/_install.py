@@ -27,6 +27,8 @@ from devstack._paths import (
 )
 from devstack._services import (
     ELASTICSEARCH_VERSION,
+    HEY_MODULE,
+    HEY_VERSION,
     MAILPIT_MODULE,
     MAILPIT_VERSION,
     MINIO_MODULE,
@@ -239,6 +241,22 @@ def mailpit_binary(layout: Layout) -> Path:
 def ensure_mailpit(layout: Layout) -> None:
     if not _is_pinned(mailpit_binary(layout), MAILPIT_MODULE, MAILPIT_VERSION):
         _go_install(layout, MAILPIT_MODULE, MAILPIT_VERSION, "Mailpit")
+
+
+# --- hey (the benchmarks' load generator; built on first use, not by `up`) ---------
+
+
+def hey_binary(layout: Layout) -> Path:
+    return layout.bin_dir / "hey"
+
+
+def ensure_hey(layout: Layout) -> Path:
+    """The pinned hey binary under the stack's bin dir, built with `go install` if it is
+    missing or another version (a compiled client: it does not compete with the server
+    for the GIL, and costs far less CPU per request than a Python client)."""
+    if not _is_pinned(hey_binary(layout), HEY_MODULE, HEY_VERSION):
+        _go_install(layout, HEY_MODULE, HEY_VERSION, "hey")
+    return hey_binary(layout)
 
 
 # --- RabbitMQ node files -----------------------------------------------------------

@@ -32,6 +32,9 @@ RABBITMQ_NODENAME: Final = "polyshop@localhost"
 
 MAILPIT_VERSION: Final = "v1.33.1"
 MAILPIT_MODULE: Final = "github.com/axllent/mailpit"
+# hey: the compiled HTTP load generator of the benchmarks (bench/hey.py), built once.
+HEY_VERSION: Final = "v0.1.5"
+HEY_MODULE: Final = "github.com/rakyll/hey"
 # Mailpit refuses (550) every recipient whose domain ends in `.invalid` (RFC 2606's
 # reserved TLD), so the "SMTP server refuses the address" path is testable. RE2 has no
 # lookahead: the alternatives spell "a last label that is not `invalid`".

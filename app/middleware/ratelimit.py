@@ -5,6 +5,11 @@ also takes one from that key's bucket (named by a hash of the token, never the t
 Refused: 429 problem+json with `Retry-After` (seconds). Every limited response carries
 `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (the tightest bucket).
 
+Where nginx fronts the app, the per-address limit can live there instead
+(`rate_limit_address_in_proxy`: nginx's `limit_req`, same rate and burst, 429 with
+`Retry-After`): the app then checks only the key bucket, and an anonymous request costs
+no Redis round trip for its limit. Deployments without nginx keep both buckets here.
+
 Redis down: requests pass (fail open) and `polyshop_ratelimit_errors_total` counts it;
 after a failure Redis is left alone for `rate_limit_fail_open_s` so a sick Redis does not
 add its timeout to every request. A sick Redis is told from a busy process
@@ -118,15 +123,19 @@ class RateLimiter:
         self._take: AsyncScript | None = None
 
     async def check(
-        self, redis: Redis, address: str, key: str | None, lag: LoopLag | None = None
+        self, redis: Redis, address: str | None, key: str | None, lag: LoopLag | None = None
     ) -> Decision | None:
         """The decision, or None when Redis could not be asked (the request passes).
+        `address` None: the address is limited elsewhere (nginx), only the key here.
         `lag` (the process's loop monitor) tells a late read from a slow Redis."""
         if time.monotonic() < self._skip_until:
             RATE_LIMIT_ERRORS.labels("skipped").inc()
             return None
-        keys = [f"{self.prefix}a:{address}"]
-        buckets = [self.address_bucket]
+        keys: list[str] = []
+        buckets: list[Bucket] = []
+        if address is not None:
+            keys.append(f"{self.prefix}a:{address}")
+            buckets.append(self.address_bucket)
         if key is not None:
             keys.append(f"{self.prefix}k:{key}")
             buckets.append(self.key_bucket)
@@ -186,6 +195,7 @@ class RateLimitMiddleware:
         self.enabled = settings.rate_limit_enabled
         self.limiter = RateLimiter(settings)
         self.trusted = parse_networks(settings.trusted_proxies)
+        self.address_in_proxy = settings.rate_limit_address_in_proxy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.enabled or is_exempt(scope["path"]):
@@ -196,17 +206,22 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        peer = scope["client"][0] if scope.get("client") else None
-        address = client_address(peer, headers.get("x-forwarded-for"), self.trusted)
-        decision = await self.limiter.check(
-            stores.redis, address, key_id(headers.get("authorization")), stores.loop_lag
-        )
+        key = key_id(headers.get("authorization"))
+        address: str | None = None
+        if not self.address_in_proxy:
+            peer = scope["client"][0] if scope.get("client") else None
+            address = client_address(peer, headers.get("x-forwarded-for"), self.trusted)
+        elif key is None:  # nginx limited this address; no key: nothing left to check
+            await self.app(scope, receive, send)
+            return
+        decision = await self.limiter.check(stores.redis, address, key, stores.loop_lag)
         if decision is None:
             await self.app(scope, receive, send)
             return
         limit_headers = rate_limit_headers(decision)
         if not decision.allowed:
-            RATE_LIMIT_REJECTIONS.labels(BUCKET_NAMES[decision.tightest]).inc()
+            names = BUCKET_NAMES if address is not None else BUCKET_NAMES[1:]
+            RATE_LIMIT_REJECTIONS.labels(names[decision.tightest]).inc()
             retry = str(max(1, math.ceil(decision.retry_after_s)))
             await send_problem(
                 scope,

@@ -3,6 +3,7 @@ Pure functions; no service is started."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import devstack
+from app.settings import Settings
 from devstack import _config
 from devstack._paths import DEFAULT_ROOT, layout_from_env
 
@@ -96,7 +98,7 @@ def test_nginx_conf_lists_every_replica_and_keeps_files_under_the_root(tmp_path:
     layout = devstack.Layout(tmp_path, port_offset=1000)
     text = _config.render_nginx_conf(layout, [9001, 9002], 9000)
     directives = "\n".join(line.split("#")[0] for line in text.splitlines())
-    assert "@" not in directives  # every placeholder filled
+    assert re.search(r"@[A-Z_]+@", directives) is None  # every placeholder filled
     assert "server 127.0.0.1:9001 " in text and "server 127.0.0.1:9002 " in text
     assert "listen 127.0.0.1:9000;" in text
     assert "proxy_next_upstream error timeout http_502;" in text
@@ -104,13 +106,41 @@ def test_nginx_conf_lists_every_replica_and_keeps_files_under_the_root(tmp_path:
     assert "/etc/" not in directives and "/var/" not in directives
 
 
+def test_nginx_limits_per_address_only_where_the_app_hands_that_limit_to_it(
+    tmp_path: Path,
+) -> None:
+    layout = devstack.Layout(tmp_path, port_offset=1000)
+    off = _config.render_nginx_conf(layout, [9001], 9000)
+    assert 'default  "";' in off  # an empty key: nginx limits nothing, the app does
+    on = _config.render_nginx_conf(
+        layout,
+        [9001],
+        9000,
+        {
+            "POLYSHOP_RATE_LIMIT_ADDRESS_IN_PROXY": "true",
+            "POLYSHOP_RATE_LIMIT_ADDRESS_PER_S": "5",
+            "POLYSHOP_RATE_LIMIT_ADDRESS_CAPACITY": "7",
+        },
+    )
+    assert "default  $binary_remote_addr;" in on
+    assert "rate=5r/s;" in on and "burst=7 nodelay;" in on
+    assert "limit_req_status 429;" in on and "add_header Retry-After 1 always;" in on
+    # without settings of its own, nginx's limit is the app's default one
+    defaults = Settings()
+    assert defaults.rate_limit_address_per_s == _config.ADDRESS_RATE_PER_S
+    assert defaults.rate_limit_address_capacity == _config.ADDRESS_BURST
+    assert f"rate={_config.ADDRESS_RATE_PER_S}r/s;" in off
+
+
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
-def test_nginx_accepts_the_generated_conf(tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_proxy", ["false", "true"])
+def test_nginx_accepts_the_generated_conf(tmp_path: Path, in_proxy: str) -> None:
     layout = devstack.Layout(tmp_path, port_offset=1000)
     layout.logs.mkdir(parents=True)
     layout.nginx_run.mkdir(parents=True)
     conf = tmp_path / "nginx.conf"
-    conf.write_text(_config.render_nginx_conf(layout, [9001, 9002], 9000))
+    env = {"POLYSHOP_RATE_LIMIT_ADDRESS_IN_PROXY": in_proxy}
+    conf.write_text(_config.render_nginx_conf(layout, [9001, 9002], 9000, env))
     done = subprocess.run(
         [
             "nginx",
