@@ -38,6 +38,7 @@ class SmtpConfig:
 class SmtpSender:
     def __init__(self, config: SmtpConfig, connections: int = 4) -> None:
         self.config = config
+        self.connections = connections
         self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
         for _ in range(connections):
             self._idle.put_nowait(self._client())

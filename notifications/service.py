@@ -1,10 +1,11 @@
 """The notifications service: its own process, any number of replicas, one queue.
 
-Per message: look the event up in `notification_emails` (recorded: ack, nothing sent),
-render, send over SMTP, record, then ack. Replicas share the queue (the broker hands
-each message to one consumer); the record makes a redelivery (a replica died before its
-ack) harmless, except in one window: a crash between the SMTP server's 250 and the
-record's commit sends the e-mail again on redelivery (docs/jobs.md measures it).
+Per message: render, take an SMTP slot and a Postgres connection, look the event up in
+`notification_emails` (recorded: ack, nothing sent), send over SMTP, record, then ack.
+Replicas share the queue (the broker hands each message to one consumer); the record
+makes a redelivery (a replica died before its ack) harmless, except in one window: a
+crash between the SMTP server's 250 and the record's commit sends the e-mail again on
+redelivery (docs/jobs.md measures it).
 
 Failures:
 - the SMTP server refuses the address (5xx): recorded as failed, rejected to the dead
@@ -72,6 +73,9 @@ class NotificationService:
         self.after_send = after_send  # test hook: runs between the 250 and the record
         self.consuming = asyncio.Event()  # set while a consumer is registered
         self._inflight: set[asyncio.Task[None]] = set()
+        # One send at a time per SMTP connection: a handler takes its slot and its
+        # Postgres connection before sending, never between the 250 and the record.
+        self._slots = asyncio.Semaphore(sender.connections)
         self._stop = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -150,18 +154,22 @@ class NotificationService:
     async def _process(
         self, job: JobMessage, message: AbstractIncomingMessage, attempt: int
     ) -> None:
-        async with self.pool.connection() as conn:
-            recorded = await repository.status(conn, job.event_id)
-        if recorded == "sent":
-            metrics.DUPLICATES.inc()
-            await message.ack()
-            return
+        # Everything that can wait happens before the send: render (a template error is
+        # poison, nothing sent), a free SMTP slot, the Postgres connection. After the
+        # server's 250 only the record's INSERT + COMMIT stand before the ack; a crash
+        # in that window is the one that sends the e-mail twice (docs/jobs.md).
         rendered = self.renderer.render(job)
         message_id = str(rendered.message["Message-ID"])
-        try:
-            await self._send_holding(rendered.message)
-        except Refused as exc:
-            async with self.pool.connection() as conn:
+        async with self._slots, self.pool.connection() as conn:
+            recorded = await repository.status(conn, job.event_id)
+            await conn.commit()  # no transaction stays open across the SMTP exchange
+            if recorded == "sent":
+                metrics.DUPLICATES.inc()
+                await message.ack()
+                return
+            try:
+                await self._send_holding(rendered.message)
+            except Refused as exc:
                 await repository.record(
                     conn,
                     event_id=job.event_id,
@@ -171,15 +179,16 @@ class NotificationService:
                     status="failed",
                     error=str(exc)[:2000],
                 )
-            metrics.FAILED.labels("refused").inc()
-            metrics.DEAD_LETTERED.inc()
-            log.warning("notifications.refused", event_id=job.event_id, error=str(exc)[:200])
-            await message.reject(requeue=False)  # to the dead letters
-            return
-        metrics.SENT.inc()
-        if self.after_send is not None:
-            self.after_send(job)
-        async with self.pool.connection() as conn:
+                await conn.commit()
+                metrics.FAILED.labels("refused").inc()
+                metrics.DEAD_LETTERED.inc()
+                log.warning("notifications.refused", event_id=job.event_id, error=str(exc)[:200])
+                await message.reject(requeue=False)  # to the dead letters
+                return
+            # --- the residual window: the 250 is in, the record is not ---
+            metrics.SENT.inc()
+            if self.after_send is not None:
+                self.after_send(job)
             first = await repository.record(
                 conn,
                 event_id=job.event_id,
@@ -188,10 +197,12 @@ class NotificationService:
                 message_id=message_id,
                 status="sent",
             )
+            await conn.commit()
+            # --- window closed: a redelivery from here on is acked unsent ---
+            await message.ack()
         if not first:
             metrics.DUPLICATES.inc()
             log.warning("notifications.sent_twice", event_id=job.event_id)
-        await message.ack()
         log.info("notifications.sent", event_id=job.event_id, event_type=job.event_type)
 
     async def _send_holding(self, email: Any) -> None:
