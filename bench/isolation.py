@@ -19,6 +19,8 @@ import psycopg
 
 from app.settings import Settings
 from app.stores import create_blob_client
+from jobs.admin import delete_topology
+from jobs.topology import Topology
 from search.engine import create_search_engine
 from storage import migrate
 from storage.blobs import remove_bucket
@@ -35,6 +37,7 @@ def bench_settings(base: Settings, name: str, **overrides: object) -> Settings:
         "search_index_prefix": dashed,
         "s3_bucket": dashed,
         "duckdb_path": Path(tempfile.gettempdir()) / f"{dashed}.duckdb",
+        "broker_prefix": f"{dashed}.",
     }
     values.update(overrides)
     return base.model_copy(update=values)
@@ -48,6 +51,7 @@ def bench_env(settings: Settings) -> dict[str, str]:
         "POLYSHOP_SEARCH_INDEX_PREFIX": settings.search_index_prefix,
         "POLYSHOP_S3_BUCKET": settings.s3_bucket,
         "POLYSHOP_DUCKDB_PATH": str(settings.duckdb_path),
+        "POLYSHOP_BROKER_PREFIX": settings.broker_prefix,
     }
 
 
@@ -79,6 +83,11 @@ async def drop_bench_state(settings: Settings) -> None:
             )
     finally:
         await engine.close()
+    with contextlib.suppress(Exception):  # the broker may not run for this bench
+        await delete_topology(
+            settings.broker_url.get_secret_value(),
+            Topology(settings.broker_prefix, settings.broker_delivery_limit),
+        )
     with contextlib.suppress(Exception):
         await asyncio.to_thread(remove_bucket, create_blob_client(settings), settings.s3_bucket)
     await asyncio.to_thread(Path(settings.duckdb_path).unlink, missing_ok=True)

@@ -168,6 +168,39 @@ def service_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+def stop_processes(*procs: subprocess.Popen[bytes] | None) -> None:
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
+
+
+async def bounce_customer(stores: Stores) -> int:
+    """A customer whose address the dev Mailpit refuses (any `*.invalid` recipient)."""
+    async with stores.pg.connection() as conn:
+        cur = await conn.execute(
+            "INSERT INTO customers (email, name) VALUES ('nobody@bounce.invalid', 'Bounce')"
+            " RETURNING id"
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row["id"])
+
+
+async def place_burst(client: httpx.AsyncClient, stores: Stores, n: int) -> list[str]:
+    """`n` orders of one new customer through the API; their e-mails' Message-IDs."""
+    from tests.integration.test_orders import insert_product, place
+    from tests.support.auth import bearer
+
+    auth = await bearer(stores, "customer")
+    product = await insert_product(stores, stock=n)
+    item = [{"product_id": product, "quantity": 1}]
+    placed = [await place(client, auth, item) for _ in range(n)]
+    assert all(r.status_code == 201 for r in placed)
+    events = await order_event_ids(stores)
+    return [message_id_of(events[r.json()["id"]], stores) for r in placed]
+
+
 def message_id_of(event_id: int, stores: Stores) -> str:
     from notifications.templates import message_id
 
