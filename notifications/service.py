@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -186,6 +187,7 @@ class NotificationService:
                 await message.reject(requeue=False)  # to the dead letters
                 return
             # --- the residual window: the 250 is in, the record is not ---
+            accepted = time.perf_counter()
             metrics.SENT.inc()
             if self.after_send is not None:
                 self.after_send(job)
@@ -200,6 +202,7 @@ class NotificationService:
             await conn.commit()
             # --- window closed: a redelivery from here on is acked unsent ---
             await message.ack()
+            metrics.RECORD_WINDOW.observe(time.perf_counter() - accepted)
         if not first:
             metrics.DUPLICATES.inc()
             log.warning("notifications.sent_twice", event_id=job.event_id)

@@ -162,6 +162,7 @@ async def test_metrics_count_each_step(
         "refused": ("polyshop_notifications_failed_total", {"reason": "refused"}),
         "dead_lettered": ("polyshop_notifications_dead_lettered_total", {}),
         "duplicates": ("polyshop_notifications_duplicates_skipped_total", {}),
+        "windows": ("polyshop_notifications_record_window_seconds_count", {}),
     }
     before = {k: _metric(n, labels) for k, (n, labels) in names.items()}
     async with jobs_rig(stores) as rig:
@@ -178,6 +179,7 @@ async def test_metrics_count_each_step(
         "refused": 1,
         "dead_lettered": 1,
         "duplicates": 0,
+        "windows": 1,  # the sent one's 250 -> ack (the refused one has no window)
     }
 
     # reminder lag: the worker task's sweep moves a reminder 90 s late into the outbox
