@@ -243,6 +243,8 @@ loopback_users = none
 log.console = true
 log.console.level = info
 log.file = false
+# A small Ra WAL (default 512 MiB): a restart after a crash replays at most this much.
+raft.wal_max_size_bytes = 67108864
 """
 
 
