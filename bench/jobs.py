@@ -138,9 +138,11 @@ async def publish(n: int, base: Settings, confirms: bool) -> float:
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel(publisher_confirms=confirms)
-        exchange = await channel.declare_exchange(topo.exchange, aio_pika.ExchangeType.TOPIC)
-        queue = await channel.declare_queue(
-            topo.notifications_queue, arguments={"x-queue-type": "quorum"}
+        exchange = await channel.declare_exchange(
+            topo.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        queue = await channel.declare_queue(  # a quorum queue is durable by definition
+            topo.notifications_queue, durable=True, arguments={"x-queue-type": "quorum"}
         )
         await queue.bind(exchange, routing_key="#")
         body = b'{"event_id":1,"data":{}}' * 8

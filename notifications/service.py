@@ -28,8 +28,10 @@ from collections.abc import Callable
 from typing import Any
 
 import aio_pika
+import psycopg
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from jobs import metrics
@@ -37,7 +39,7 @@ from jobs.messages import BadMessage, JobMessage
 from jobs.topology import Topology, declare
 from notifications import repository
 from notifications.sender import Refused, SmtpSender, Unavailable
-from notifications.templates import Renderer
+from notifications.templates import Rendered, Renderer
 
 log = structlog.get_logger()
 
@@ -157,52 +159,66 @@ class NotificationService:
     ) -> None:
         # Everything that can wait happens before the send: render (a template error is
         # poison, nothing sent), a free SMTP slot, the Postgres connection. After the
-        # server's 250 only the record's INSERT + COMMIT stand before the ack; a crash
-        # in that window is the one that sends the e-mail twice (docs/jobs.md).
+        # server's 250 only the record's INSERT (autocommit: one round trip) stands
+        # before the ack; a crash there is the one that sends twice (docs/jobs.md).
         rendered = self.renderer.render(job)
-        message_id = str(rendered.message["Message-ID"])
         async with self._slots, self.pool.connection() as conn:
-            recorded = await repository.status(conn, job.event_id)
-            await conn.commit()  # no transaction stays open across the SMTP exchange
-            if recorded == "sent":
-                metrics.DUPLICATES.inc()
-                await message.ack()
-                return
+            # Autocommit: each statement is its own transaction, one round trip (no
+            # BEGIN/COMMIT around it), and none stays open across the SMTP exchange.
+            await conn.set_autocommit(True)  # idle connection: no round trip
             try:
-                await self._send_holding(rendered.message)
-            except Refused as exc:
-                await repository.record(
-                    conn,
-                    event_id=job.event_id,
-                    event_type=job.event_type,
-                    recipient=rendered.recipient,
-                    message_id=message_id,
-                    status="failed",
-                    error=str(exc)[:2000],
-                )
-                await conn.commit()
-                metrics.FAILED.labels("refused").inc()
-                metrics.DEAD_LETTERED.inc()
-                log.warning("notifications.refused", event_id=job.event_id, error=str(exc)[:200])
-                await message.reject(requeue=False)  # to the dead letters
-                return
-            # --- the residual window: the 250 is in, the record is not ---
-            accepted = time.perf_counter()
-            metrics.SENT.inc()
-            if self.after_send is not None:
-                self.after_send(job)
-            first = await repository.record(
+                await self._send_and_record(job, message, conn, rendered)
+            finally:
+                # a broken connection cannot be switched back; the pool discards it
+                with contextlib.suppress(psycopg.Error):
+                    await conn.set_autocommit(False)
+
+    async def _send_and_record(
+        self,
+        job: JobMessage,
+        message: AbstractIncomingMessage,
+        conn: AsyncConnection[Any],
+        rendered: Rendered,
+    ) -> None:
+        message_id = str(rendered.message["Message-ID"])
+        recorded = await repository.status(conn, job.event_id)
+        if recorded == "sent":
+            metrics.DUPLICATES.inc()
+            await message.ack()
+            return
+        try:
+            await self._send_holding(rendered.message)
+        except Refused as exc:
+            await repository.record(
                 conn,
                 event_id=job.event_id,
                 event_type=job.event_type,
                 recipient=rendered.recipient,
                 message_id=message_id,
-                status="sent",
+                status="failed",
+                error=str(exc)[:2000],
             )
-            await conn.commit()
-            # --- window closed: a redelivery from here on is acked unsent ---
-            await message.ack()
-            metrics.RECORD_WINDOW.observe(time.perf_counter() - accepted)
+            metrics.FAILED.labels("refused").inc()
+            metrics.DEAD_LETTERED.inc()
+            log.warning("notifications.refused", event_id=job.event_id, error=str(exc)[:200])
+            await message.reject(requeue=False)  # to the dead letters
+            return
+        # --- the residual window: the 250 is in, the record is not ---
+        accepted = time.perf_counter()
+        metrics.SENT.inc()
+        if self.after_send is not None:
+            self.after_send(job)
+        first = await repository.record(
+            conn,
+            event_id=job.event_id,
+            event_type=job.event_type,
+            recipient=rendered.recipient,
+            message_id=message_id,
+            status="sent",
+        )
+        # --- window closed: a redelivery from here on is acked unsent ---
+        await message.ack()
+        metrics.RECORD_WINDOW.observe(time.perf_counter() - accepted)
         if not first:
             metrics.DUPLICATES.inc()
             log.warning("notifications.sent_twice", event_id=job.event_id)
