@@ -180,7 +180,17 @@ class NotificationService:
         conn: AsyncConnection[Any],
         rendered: Rendered,
     ) -> None:
-        message_id = str(rendered.message["Message-ID"])
+        async def record(status: repository.Status, error: str | None = None) -> bool:
+            return await repository.record(
+                conn,
+                event_id=job.event_id,
+                event_type=job.event_type,
+                recipient=rendered.recipient,
+                message_id=str(rendered.message["Message-ID"]),
+                status=status,
+                error=error,
+            )
+
         recorded = await repository.status(conn, job.event_id)
         if recorded == "sent":
             metrics.DUPLICATES.inc()
@@ -189,15 +199,7 @@ class NotificationService:
         try:
             await self._send_holding(rendered.message)
         except Refused as exc:
-            await repository.record(
-                conn,
-                event_id=job.event_id,
-                event_type=job.event_type,
-                recipient=rendered.recipient,
-                message_id=message_id,
-                status="failed",
-                error=str(exc)[:2000],
-            )
+            await record("failed", str(exc)[:2000])
             metrics.FAILED.labels("refused").inc()
             metrics.DEAD_LETTERED.inc()
             log.warning("notifications.refused", event_id=job.event_id, error=str(exc)[:200])
@@ -208,14 +210,7 @@ class NotificationService:
         metrics.SENT.inc()
         if self.after_send is not None:
             self.after_send(job)
-        first = await repository.record(
-            conn,
-            event_id=job.event_id,
-            event_type=job.event_type,
-            recipient=rendered.recipient,
-            message_id=message_id,
-            status="sent",
-        )
+        first = await record("sent")
         # --- window closed: a redelivery from here on is acked unsent ---
         await message.ack()
         metrics.RECORD_WINDOW.observe(time.perf_counter() - accepted)
