@@ -27,7 +27,7 @@ from devstack import _config, _install, _ready, _supervisor
 from devstack._config import Program
 from devstack._paths import LAYOUT, Layout
 from devstack._progress import Steps, console
-from devstack._services import SERVICES, ports, service_env, urls
+from devstack._services import RABBITMQ_NODENAME, SERVICES, ports, service_env, urls
 from devstack._supervisor import StackError
 
 APP_START_TIMEOUT = 30.0
@@ -386,6 +386,14 @@ def kill_service(name: str, *, layout: Layout = LAYOUT) -> None:
     ):
         with attempt:
             assert _supervisor.process_info(layout)[name]["statename"] != "RUNNING"
+
+
+def rabbitmq_quorum_dir(*, layout: Layout = LAYOUT) -> Path:
+    """The node's Ra data dir: the quorum queues' logs and ``names.dets``, Ra's
+    directory of queue name -> server id (tests wait for a new queue to be in it
+    before they kill the node; see docs/jobs.md)."""
+    node = RABBITMQ_NODENAME
+    return layout.data("rabbitmq") / "mnesia" / node / "quorum" / node
 
 
 def log_path(name: str, *, layout: Layout = LAYOUT) -> Path:

@@ -3,7 +3,7 @@ consumer's in each notifications service process (each serves its own /metrics).
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 PUBLISHED = Counter("polyshop_jobs_published_total", "Messages sent to the broker", ["event_type"])
 CONFIRMED = Counter(
@@ -30,3 +30,9 @@ REMINDER_LAG = Gauge(
     "How late the oldest reminder of the last sweep was moved to the outbox",
 )
 DUE_REMINDERS = Gauge("polyshop_jobs_due_reminders", "Reminders due and not yet enqueued")
+RECORD_WINDOW_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+RECORD_WINDOW = Histogram(
+    "polyshop_notifications_record_window_seconds",
+    "From the SMTP server's 250 to the broker ack: the window in which a crash sends twice",
+    buckets=RECORD_WINDOW_BUCKETS,
+)

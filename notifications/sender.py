@@ -16,6 +16,10 @@ import aiosmtplib
 
 Security = Literal["none", "starttls", "tls"]
 
+# 5xx answers about the session, not the message or the recipient: a new connection can
+# succeed, so they are `Unavailable`, never a refusal (503 bad sequence of commands).
+PROTOCOL_ERRORS = frozenset({503})
+
 
 class Refused(Exception):
     """The server refused the recipient or the message permanently (5xx)."""
@@ -38,6 +42,7 @@ class SmtpConfig:
 class SmtpSender:
     def __init__(self, config: SmtpConfig, connections: int = 4) -> None:
         self.config = config
+        self.connections = connections
         self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
         for _ in range(connections):
             self._idle.put_nowait(self._client())
@@ -69,12 +74,18 @@ class SmtpSender:
             raise Unavailable(str(exc)) from exc
         except aiosmtplib.SMTPResponseException as exc:
             await _drop(client)
-            if exc.code >= 500:
+            if exc.code >= 500 and exc.code not in PROTOCOL_ERRORS:
                 raise Refused(f"{exc.code} {exc.message}") from exc
             raise Unavailable(f"{exc.code} {exc.message}") from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             await _drop(client)
             raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
+        except BaseException:
+            # Cancelled mid-transaction (the handler's broker channel was lost): the
+            # server's state is unknown, so the connection must not be reused. Found by
+            # the broker-kill test: the next MAIL on it got "503 Bad sequence".
+            client.close()
+            raise
         finally:
             self._idle.put_nowait(client)
 

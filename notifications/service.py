@@ -1,10 +1,11 @@
 """The notifications service: its own process, any number of replicas, one queue.
 
-Per message: look the event up in `notification_emails` (recorded: ack, nothing sent),
-render, send over SMTP, record, then ack. Replicas share the queue (the broker hands
-each message to one consumer); the record makes a redelivery (a replica died before its
-ack) harmless, except in one window: a crash between the SMTP server's 250 and the
-record's commit sends the e-mail again on redelivery (docs/jobs.md measures it).
+Per message: render, take an SMTP slot and a Postgres connection, look the event up in
+`notification_emails` (recorded: ack, nothing sent), send over SMTP, record, then ack.
+Replicas share the queue (the broker hands each message to one consumer); the record
+makes a redelivery (a replica died before its ack) harmless, except in one window: a
+crash between the SMTP server's 250 and the record's commit sends the e-mail again on
+redelivery (docs/jobs.md measures it).
 
 Failures:
 - the SMTP server refuses the address (5xx): recorded as failed, rejected to the dead
@@ -22,12 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Any
 
 import aio_pika
+import psycopg
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from jobs import metrics
@@ -35,7 +39,7 @@ from jobs.messages import BadMessage, JobMessage
 from jobs.topology import Topology, declare
 from notifications import repository
 from notifications.sender import Refused, SmtpSender, Unavailable
-from notifications.templates import Renderer
+from notifications.templates import Rendered, Renderer
 
 log = structlog.get_logger()
 
@@ -72,6 +76,9 @@ class NotificationService:
         self.after_send = after_send  # test hook: runs between the 250 and the record
         self.consuming = asyncio.Event()  # set while a consumer is registered
         self._inflight: set[asyncio.Task[None]] = set()
+        # One send at a time per SMTP connection: a handler takes its slot and its
+        # Postgres connection before sending, never between the 250 and the record.
+        self._slots = asyncio.Semaphore(sender.connections)
         self._stop = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -150,48 +157,66 @@ class NotificationService:
     async def _process(
         self, job: JobMessage, message: AbstractIncomingMessage, attempt: int
     ) -> None:
-        async with self.pool.connection() as conn:
-            recorded = await repository.status(conn, job.event_id)
+        # Everything that can wait happens before the send: render (a template error is
+        # poison, nothing sent), a free SMTP slot, the Postgres connection. After the
+        # server's 250 only the record's INSERT (autocommit: one round trip) stands
+        # before the ack; a crash there is the one that sends twice (docs/jobs.md).
+        rendered = self.renderer.render(job)
+        async with self._slots, self.pool.connection() as conn:
+            # Autocommit: each statement is its own transaction, one round trip (no
+            # BEGIN/COMMIT around it), and none stays open across the SMTP exchange.
+            await conn.set_autocommit(True)  # idle connection: no round trip
+            try:
+                await self._send_and_record(job, message, conn, rendered)
+            finally:
+                # a broken connection cannot be switched back; the pool discards it
+                with contextlib.suppress(psycopg.Error):
+                    await conn.set_autocommit(False)
+
+    async def _send_and_record(
+        self,
+        job: JobMessage,
+        message: AbstractIncomingMessage,
+        conn: AsyncConnection[Any],
+        rendered: Rendered,
+    ) -> None:
+        async def record(status: repository.Status, error: str | None = None) -> bool:
+            return await repository.record(
+                conn,
+                event_id=job.event_id,
+                event_type=job.event_type,
+                recipient=rendered.recipient,
+                message_id=str(rendered.message["Message-ID"]),
+                status=status,
+                error=error,
+            )
+
+        recorded = await repository.status(conn, job.event_id)
         if recorded == "sent":
             metrics.DUPLICATES.inc()
             await message.ack()
             return
-        rendered = self.renderer.render(job)
-        message_id = str(rendered.message["Message-ID"])
         try:
             await self._send_holding(rendered.message)
         except Refused as exc:
-            async with self.pool.connection() as conn:
-                await repository.record(
-                    conn,
-                    event_id=job.event_id,
-                    event_type=job.event_type,
-                    recipient=rendered.recipient,
-                    message_id=message_id,
-                    status="failed",
-                    error=str(exc)[:2000],
-                )
+            await record("failed", str(exc)[:2000])
             metrics.FAILED.labels("refused").inc()
             metrics.DEAD_LETTERED.inc()
             log.warning("notifications.refused", event_id=job.event_id, error=str(exc)[:200])
             await message.reject(requeue=False)  # to the dead letters
             return
+        # --- the residual window: the 250 is in, the record is not ---
+        accepted = time.perf_counter()
         metrics.SENT.inc()
         if self.after_send is not None:
             self.after_send(job)
-        async with self.pool.connection() as conn:
-            first = await repository.record(
-                conn,
-                event_id=job.event_id,
-                event_type=job.event_type,
-                recipient=rendered.recipient,
-                message_id=message_id,
-                status="sent",
-            )
+        first = await record("sent")
+        # --- window closed: a redelivery from here on is acked unsent ---
+        await message.ack()
+        metrics.RECORD_WINDOW.observe(time.perf_counter() - accepted)
         if not first:
             metrics.DUPLICATES.inc()
             log.warning("notifications.sent_twice", event_id=job.event_id)
-        await message.ack()
         log.info("notifications.sent", event_id=job.event_id, event_type=job.event_type)
 
     async def _send_holding(self, email: Any) -> None:

@@ -5,29 +5,39 @@ notifications service in the middle of a burst (duplicates counted, not hidden).
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 import devstack
-from app.settings import Settings
 from app.stores import Stores
-from memberships.clock import system_clock
+from memberships.clock import FixedClock
+from memberships.routes import current_time
 from memberships.tasks import sweep_once
 from tests.integration.test_orders import insert_product, place
 from tests.support.auth import bearer
-from tests.support.jobs import Mailpit, jobs_rig, message_id_of, order_event_ids
+from tests.support.jobs import (
+    Mailpit,
+    jobs_rig,
+    message_id_of,
+    order_event_ids,
+    place_burst,
+    service_process,
+    stop_processes,
+    wait_queues_on_disk,
+)
 
 pytestmark = [
     pytest.mark.timeout(400),
     pytest.mark.skipif(not devstack.is_up(), reason="needs the native dev stack (kills RabbitMQ)"),
 ]
+
+T0 = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -37,13 +47,6 @@ def broker_back() -> object:
     devstack.start_service("rabbitmq")
 
 
-@pytest.mark.xfail(
-    run=False,
-    reason="RabbitMQ 3.10.8 (Debian): after kill -9 of the node, the notifications quorum"
-    " queue (at-least-once dead-lettering, delivery limit) recovered without a leader"
-    " ('leader call - leader not known' for minutes) while its plain quorum dead-letter"
-    " queue recovered; see docs/jobs.md. Orders succeed and the events wait in the outbox.",
-)
 async def test_broker_killed_during_a_burst_every_order_succeeds_and_every_email_arrives(
     client: httpx.AsyncClient, stores: Stores, broker_back: object
 ) -> None:
@@ -53,6 +56,9 @@ async def test_broker_killed_during_a_burst_every_order_succeeds_and_every_email
         before = [
             await place(client, auth, [{"product_id": product, "quantity": 1}]) for _ in range(5)
         ]
+        # the queues were just declared: a kill before Ra saved their registration
+        # orphans them on 3.10.8 (tests/support/jobs.py, docs/jobs.md)
+        await wait_queues_on_disk(stores)
         await asyncio.to_thread(devstack.kill_service, "rabbitmq")
         during = [
             await place(client, auth, [{"product_id": product, "quantity": 1}]) for _ in range(10)
@@ -62,95 +68,79 @@ async def test_broker_killed_during_a_burst_every_order_succeeds_and_every_email
         await asyncio.to_thread(devstack.wait_ready, "rabbitmq")
         events = await order_event_ids(stores)
         ids = [message_id_of(events[r.json()["id"]], stores) for r in before + during]
-        counts = await rig.mailpit.wait_for(ids, within_s=180)
-    assert sorted(set(counts.values())) == [1], counts
+        # the relay retries with backoff and the service reconnects every 2 s: generous
+        # for a loaded machine, but bounded
+        counts = await rig.mailpit.wait_for(ids, within_s=240)
+    duplicates = sum(n - 1 for n in counts.values())
+    print(f"broker kill -9 mid-burst: {len(ids)} orders, {duplicates} duplicate e-mails")
+    assert all(n >= 1 for n in counts.values()), counts
+    # a redelivery after the broker's restart is caught by the record; only a message
+    # in the 250-to-record window of a handler could be sent twice
+    assert duplicates <= stores.settings.smtp_connections, counts
 
 
-@pytest.mark.xfail(
-    run=False,
-    reason="not passing here yet: after a graceful stop the RabbitMQ 3.10.8 node took over"
-    " 2 minutes to boot on the loaded machine (the first run failed the readiness wait, the"
-    " second exceeded the 500 s budget); the no-fault path is covered by"
-    " test_reminder_200_days_ahead_is_due_3_days_before_and_sent_once. See docs/jobs.md.",
-)
 async def test_reminder_due_while_broker_and_worker_were_down_is_sent_once(
-    client: httpx.AsyncClient, stores: Stores, broker_back: object
+    client: httpx.AsyncClient, app: FastAPI, stores: Stores, broker_back: object
 ) -> None:
+    clock = FixedClock(T0)
+    app.dependency_overrides[current_time] = clock
     auth = await bearer(stores, "customer")
-    soon = system_clock() + timedelta(days=3) - timedelta(minutes=1)  # reminder already due
-    await asyncio.to_thread(devstack.stop_service, "rabbitmq")
+    renews = T0 + timedelta(days=10)  # the reminder is due at T0 + 7 days
     created = await client.post(
-        "/memberships", json={"plan": "plus-monthly", "renews_at": soon.isoformat()}, headers=auth
+        "/memberships", json={"plan": "plus-monthly", "renews_at": renews.isoformat()}, headers=auth
     )
-    assert created.status_code == 201  # the API does not need the broker
+    assert created.status_code == 201, created.text
     days = stores.settings.membership_reminder_days
-    # the worker comes back first (the broker is still down): the reminder waits in the outbox
-    assert (await sweep_once(stores.pg, reminder_days=days)).reminders == 1
-    await asyncio.to_thread(devstack.start_service, "rabbitmq")
-    assert (await sweep_once(stores.pg, reminder_days=days)).reminders == 0
+    assert (await sweep_once(stores.pg, reminder_days=days, clock=clock)).reminders == 0
+    # broker and worker go down; the reminder falls due a day before they are back
+    await asyncio.to_thread(devstack.stop_service, "rabbitmq")
+    clock.now = T0 + timedelta(days=8)
+    # the worker returns first (the broker is still down): the reminder waits in the outbox
+    first = await sweep_once(stores.pg, reminder_days=days, clock=clock)
+    assert first.reminders == 1 and first.max_lag_s == pytest.approx(86400)
+    await asyncio.to_thread(devstack.start_service, "rabbitmq")  # waits until it is ready
+    assert (await sweep_once(stores.pg, reminder_days=days, clock=clock)).reminders == 0
     async with stores.pg.connection() as conn:
         cur = await conn.execute(
             "SELECT id FROM outbox WHERE event_type = 'membership.reminder_due'"
         )
         [row] = await cur.fetchall()
+    mid = message_id_of(row["id"], stores)
     async with jobs_rig(stores) as rig:
-        counts = await rig.mailpit.wait_for([message_id_of(row["id"], stores)], within_s=120)
-        await asyncio.sleep(1)  # a second copy, if there were one, would be there by now
-        assert await rig.mailpit.count(message_id_of(row["id"], stores)) == 1
-    assert list(counts.values()) == [1]
-
-
-def _service(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "POLYSHOP_DATABASE_URL": settings.database_url,
-        "POLYSHOP_DATABASE_SCHEMA": settings.database_schema,
-        "POLYSHOP_BROKER_URL": settings.broker_url.get_secret_value(),
-        "POLYSHOP_BROKER_PREFIX": settings.broker_prefix,
-        "POLYSHOP_SMTP_HOST": settings.smtp_host,
-        "POLYSHOP_SMTP_PORT": str(settings.smtp_port),
-        "POLYSHOP_NOTIFICATIONS_METRICS_PORT": "0",
-        "POLYSHOP_ENVIRONMENT": "test",
-    }
-    polyshop = str(Path(sys.executable).parent / "polyshop")
-    with log.open("ab") as out:  # the child keeps its own descriptor
-        return subprocess.Popen(
-            [polyshop, "notifications"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+        counts = await rig.mailpit.wait_for([mid], within_s=180)
+        assert list(counts.values()) == [1]
+    # the rig stopped with everything acked: a second copy would have been sent by now
+    mailpit = Mailpit()
+    try:
+        assert await mailpit.count(mid) == 1
+    finally:
+        await mailpit.close()
+    async with stores.pg.connection() as conn:
+        cur = await conn.execute("SELECT status, count(*) AS n FROM notification_emails GROUP BY 1")
+        assert {r["status"]: r["n"] for r in await cur.fetchall()} == {"sent": 1}
 
 
 async def test_kill_9_of_the_service_mid_burst_every_order_gets_its_email(
     client: httpx.AsyncClient, stores: Stores, tmp_path: Path
 ) -> None:
-    auth = await bearer(stores, "customer")
-    product = await insert_product(stores, stock=200)
     log = tmp_path / "notifications.log"
-    first = _service(stores.settings, log)
+    first = service_process(stores.settings, log)
     second: subprocess.Popen[bytes] | None = None
     mailpit = Mailpit()
     try:
         async with jobs_rig(stores, service=False):
-            placed = [
-                await place(client, auth, [{"product_id": product, "quantity": 1}])
-                for _ in range(40)
-            ]
-            assert all(r.status_code == 201 for r in placed)
-            events = await order_event_ids(stores)
-            ids = [message_id_of(events[r.json()["id"]], stores) for r in placed]
+            ids = await place_burst(client, stores, 40)
             await mailpit.wait_for(ids[:5], within_s=120)  # the service is mid-burst
             first.send_signal(signal.SIGKILL)
             first.wait(10)
-            second = _service(stores.settings, log)
+            second = service_process(stores.settings, log)
             counts = await mailpit.wait_for(ids, within_s=180)
         duplicates = sum(n - 1 for n in counts.values())
-        # Only a crash between an SMTP 250 and the record's commit sends twice: at most the
-        # messages in flight at the kill (prefetch). Printed for docs/jobs.md.
+        # Only a crash between an SMTP 250 and the record's commit sends twice: at most
+        # one message per SMTP slot of the killed process. Printed for docs/jobs.md.
         print(f"kill -9 mid-burst: {len(ids)} orders, {duplicates} duplicate e-mails")
         assert all(n >= 1 for n in counts.values())
-        assert duplicates <= stores.settings.broker_prefetch
+        assert duplicates <= stores.settings.smtp_connections
     finally:
-        for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                proc.wait(30)
+        stop_processes(first, second)
         await mailpit.close()

@@ -64,6 +64,13 @@ async def test_bad_input_names_the_field_and_others_memberships_are_404(
     other = await client.get(f"/memberships/{body['id']}", headers=bob)
     assert other.status_code == 404
     assert (await client.delete(f"/memberships/{body['id']}", headers=bob)).status_code == 404
+    later = {"renews_at": (T0 + timedelta(days=400)).isoformat()}
+    moved = await client.patch(f"/memberships/{body['id']}", json=later, headers=bob)
+    assert moved.status_code == 404
+    back = {"renews_at": (T0 - timedelta(hours=1)).isoformat()}
+    moved = await client.patch(f"/memberships/{body['id']}", json=back, headers=alice)
+    assert moved.status_code == 422
+    assert [e["field"] for e in moved.json()["errors"]] == ["renews_at"]
     assert (await client.get(f"/memberships/{body['id']}", headers=alice)).status_code == 200
     assert (await client.get("/memberships/1")).status_code == 401
 

@@ -16,7 +16,7 @@ from jobs.topology import Topology
 from storage import orders
 from tests.integration.test_orders import insert_product, place
 from tests.support.auth import bearer
-from tests.support.jobs import jobs_rig, message_id_of, order_event_ids
+from tests.support.jobs import bounce_customer, jobs_rig, message_id_of, order_event_ids
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -73,12 +73,7 @@ async def test_refused_address_is_recorded_failed_and_dead_lettered(
     client: httpx.AsyncClient, stores: Stores
 ) -> None:
     product = await insert_product(stores, stock=5)
-    async with stores.pg.connection() as conn:
-        cur = await conn.execute(
-            "INSERT INTO customers (email, name) VALUES ('nobody@bounce.invalid', 'Bounce')"
-            " RETURNING id"
-        )
-        bounce_id = (await cur.fetchone())["id"]  # type: ignore[index]
+    bounce_id = await bounce_customer(stores)
     bounce = await bearer(stores, "customer", customer_id=bounce_id)
     good = await bearer(stores, "customer")
     async with jobs_rig(stores) as rig:

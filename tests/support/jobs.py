@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,8 +19,10 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from app.jobs import build_notification_service, jobs_consumer
 from app.relay import Relay
+from app.settings import Settings
 from app.stores import Stores
 from jobs.publisher import BrokerPublisher
+from jobs.topology import Topology
 from notifications.service import NotificationService
 
 
@@ -27,6 +32,16 @@ def _stack_mailpit_url() -> str:
     import devstack
 
     return devstack.service_env()["POLYSHOP_MAILPIT_URL"]
+
+
+def until_true(within_s: float, every_s: float = 0.25) -> AsyncRetrying:
+    """Retry the block while its assertions fail, for `within_s` at most."""
+    return AsyncRetrying(
+        stop=stop_after_delay(within_s),
+        wait=wait_fixed(every_s),
+        retry=retry_if_exception_type(AssertionError),
+        reraise=True,
+    )
 
 
 class Mailpit:
@@ -50,12 +65,7 @@ class Mailpit:
     async def wait_for(self, message_ids: list[str], within_s: float = 60) -> dict[str, int]:
         """Wait until every Message-ID arrived at least once; their counts."""
         counts: dict[str, int] = {}
-        async for attempt in AsyncRetrying(
-            stop=stop_after_delay(within_s),
-            wait=wait_fixed(0.25),
-            retry=retry_if_exception_type(AssertionError),
-            reraise=True,
-        ):
+        async for attempt in until_true(within_s):
             with attempt:
                 for mid in message_ids:
                     if counts.get(mid, 0) == 0:
@@ -105,6 +115,91 @@ async def jobs_rig(stores: Stores, *, service: bool = True) -> AsyncIterator[Rig
         await _stop(stop, tasks)
         await publisher.close()
         await mailpit.close()
+
+
+async def wait_queues_on_disk(stores: Stores, within_s: float = 60) -> None:
+    """Wait until Ra's directory file (`names.dets`) holds this run's quorum queues.
+
+    Measured on RabbitMQ 3.10.8 (docs/jobs.md): a node killed (`kill -9`) before Ra's
+    directory saved a new queue's registration restarts with that queue orphaned: its
+    log is on disk but unregistered, so the node starts an empty member that never
+    elects itself ("leader not known"), and the confirmed messages stay unreachable.
+    Ra saves the directory within about half a second when the machine is idle. In
+    production the queues exist long before a crash; a test that declares fresh
+    queues waits for that save, as any queue that lived more than a moment has had.
+    """
+    import devstack
+
+    topology = Topology(stores.settings.broker_prefix, stores.settings.broker_delivery_limit)
+    names = devstack.rabbitmq_quorum_dir() / "names.dets"
+    wanted = [f"%2F_{queue}".encode() for queue in topology.queues()]
+    async for attempt in until_true(within_s):
+        with attempt:
+            saved = names.read_bytes()
+            missing = [w for w in wanted if not _has_atom(saved, w)]
+            assert not missing, f"not yet in {names}: {missing}"
+
+
+def _has_atom(data: bytes, name: bytes) -> bool:
+    """`name` as an atom in Erlang's external term format (a queue's name is a prefix
+    of its dead-letter queue's, so the length must match too)."""
+    n = len(name)
+    short = [bytes([tag, n]) + name for tag in (115, 119)]  # SMALL_ATOM(_UTF8)_EXT
+    long = [bytes([tag]) + n.to_bytes(2, "big") + name for tag in (100, 118)]  # ATOM(_UTF8)
+    return any(form in data for form in short + long)
+
+
+def service_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    """`polyshop notifications` as its own process, on the test's schema and queues."""
+    env = {
+        **os.environ,
+        "POLYSHOP_DATABASE_URL": settings.database_url,
+        "POLYSHOP_DATABASE_SCHEMA": settings.database_schema,
+        "POLYSHOP_BROKER_URL": settings.broker_url.get_secret_value(),
+        "POLYSHOP_BROKER_PREFIX": settings.broker_prefix,
+        "POLYSHOP_SMTP_HOST": settings.smtp_host,
+        "POLYSHOP_SMTP_PORT": str(settings.smtp_port),
+        "POLYSHOP_NOTIFICATIONS_METRICS_PORT": "0",
+        "POLYSHOP_ENVIRONMENT": "test",
+    }
+    polyshop = str(Path(sys.executable).parent / "polyshop")
+    with log.open("ab") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [polyshop, "notifications"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def stop_processes(*procs: subprocess.Popen[bytes] | None) -> None:
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
+
+
+async def bounce_customer(stores: Stores) -> int:
+    """A customer whose address the dev Mailpit refuses (any `*.invalid` recipient)."""
+    async with stores.pg.connection() as conn:
+        cur = await conn.execute(
+            "INSERT INTO customers (email, name) VALUES ('nobody@bounce.invalid', 'Bounce')"
+            " RETURNING id"
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row["id"])
+
+
+async def place_burst(client: httpx.AsyncClient, stores: Stores, n: int) -> list[str]:
+    """`n` orders of one new customer through the API; their e-mails' Message-IDs."""
+    from tests.integration.test_orders import insert_product, place
+    from tests.support.auth import bearer
+
+    auth = await bearer(stores, "customer")
+    product = await insert_product(stores, stock=n)
+    item = [{"product_id": product, "quantity": 1}]
+    placed = [await place(client, auth, item) for _ in range(n)]
+    assert all(r.status_code == 201 for r in placed)
+    events = await order_event_ids(stores)
+    return [message_id_of(events[r.json()["id"]], stores) for r in placed]
 
 
 def message_id_of(event_id: int, stores: Stores) -> str:
