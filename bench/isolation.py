@@ -61,6 +61,19 @@ async def bench_stores(settings: Settings) -> AsyncIterator[Settings]:
         await drop_bench_state(settings)
 
 
+async def drop_bench_indices(settings: Settings) -> None:
+    """The run's indices on `settings`' engine (a bench that measures both engines calls
+    it for the other one)."""
+    engine = create_search_engine(settings.search_engine, settings.search_url)
+    try:
+        with contextlib.suppress(Exception):  # the engine may not run for this bench
+            await engine.client.indices.delete(
+                index=f"{settings.search_index_prefix}*", ignore_unavailable=True
+            )
+    finally:
+        await engine.close()
+
+
 async def drop_bench_state(settings: Settings) -> None:
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as c:
         await c.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
@@ -71,14 +84,7 @@ async def drop_bench_state(settings: Settings) -> None:
             await redis.delete(*keys)
     finally:
         await redis.aclose()
-    engine = create_search_engine(settings.search_engine, settings.search_url)
-    try:
-        with contextlib.suppress(Exception):  # the engine may not run for this bench
-            await engine.client.indices.delete(
-                index=f"{settings.search_index_prefix}*", ignore_unavailable=True
-            )
-    finally:
-        await engine.close()
+    await drop_bench_indices(settings)
     with contextlib.suppress(Exception):
         await asyncio.to_thread(remove_bucket, create_blob_client(settings), settings.s3_bucket)
     await asyncio.to_thread(Path(settings.duckdb_path).unlink, missing_ok=True)
