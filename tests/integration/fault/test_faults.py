@@ -1,5 +1,8 @@
 """Fault injection: under a mixed load through nginx (2 API replicas + worker on a private
-dev stack instance), stop or kill -9 each service in turn and bring it back.
+dev stack instance), stop or kill -9 each service in turn and bring it back. Each
+search engine is killed under an app that uses it (OpenSearch is the deployment's
+engine; for the Elasticsearch fault the deployment moves to that node and back,
+`bench.mixed_workload.on_engine`).
 
 During the fault the API degrades as guarantee 8 says (never a 500); after recovery
 every derived store equals Postgres, every acknowledged write is found, and no order
