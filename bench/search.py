@@ -368,9 +368,15 @@ def engine_settings(settings: Settings, engine: str) -> Settings:
 
 
 async def main(
-    n_products: int, n_queries: int, lag_writes: int, engines: list[str], rounds: int = 2
+    n_products: int,
+    n_queries: int,
+    lag_writes: int,
+    engines: list[str] | None = None,
+    rounds: int = 2,
 ) -> None:
+    """`engines` None: the configured engine only."""
     settings = bench_settings(get_settings(), "search", search_timeout_s=30.0)
+    engines = engines or [settings.search_engine]
     async with bench_stores(settings):
         t = time.perf_counter()
         await seed(settings, n_products)
