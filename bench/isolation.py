@@ -67,9 +67,9 @@ async def drop_bench_indices(settings: Settings) -> None:
     engine = create_search_engine(settings.search_engine, settings.search_url)
     try:
         with contextlib.suppress(Exception):  # the engine may not run for this bench
-            await engine.client.indices.delete(
-                index=f"{settings.search_index_prefix}*", ignore_unavailable=True
-            )
+            # by name: Elasticsearch refuses a wildcard delete (destructive_requires_name)
+            names = await engine.indices_matching(f"{settings.search_index_prefix}*")
+            await engine.delete_indices(names)
     finally:
         await engine.close()
 
