@@ -117,9 +117,9 @@ async def drop_scratch_indices(settings: Settings) -> None:
     the other one too); an engine that is down is skipped."""
     engine = create_search_engine(settings.search_engine, settings.search_url)
     try:
-        await engine.client.indices.delete(
-            index=f"{settings.search_index_prefix}*", ignore_unavailable=True
-        )
+        # by name: Elasticsearch refuses a wildcard delete (destructive_requires_name)
+        names = await engine.indices_matching(f"{settings.search_index_prefix}*")
+        await engine.delete_indices(names)
     except Exception:
         pass
     finally:

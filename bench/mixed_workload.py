@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,23 @@ def deploy(
     base_url = devstack.api_url(layout=layout)
     ids = asyncio.run(_create_catalog(base_url, admin, products))
     return Deployment(layout, base_url, env, admin, customer, ids)
+
+
+def on_engine(deployment: Deployment, engine: str) -> Deployment:
+    """The deployment with its app processes on the instance's ``engine`` node
+    ("opensearch" or "elasticsearch"): the index is rebuilt there from Postgres, then the
+    API replicas and the worker restart with the new settings. Same engine: unchanged."""
+    if deployment.env.get("POLYSHOP_SEARCH_ENGINE") == engine:
+        return deployment
+    env = {
+        **deployment.env,
+        "POLYSHOP_SEARCH_ENGINE": engine,
+        "POLYSHOP_SEARCH_URL": devstack.urls(deployment.layout)[engine],
+    }
+    _cli(env, "search", "reindex")
+    replicas = len(devstack.api_replicas(layout=deployment.layout))
+    devstack.run_app(progress=False, replicas=replicas, env=env, layout=deployment.layout)
+    return replace(deployment, env=env)
 
 
 def scale(deployment: Deployment, replicas: int) -> None:

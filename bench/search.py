@@ -1,7 +1,14 @@
 """Product search benchmark: bulk indexing, query latency (app vs engine vs Postgres FTS),
 suggest latency and commit-to-searchable lag.
 
-    uv run python -m bench.search --products 20000 --queries 300
+    uv run python -m bench.search --products 20000 --queries 300 \\
+        [--engines opensearch,elasticsearch] [--rounds 2]
+
+Each engine in `--engines` (default both; the dev stack's services.env names both nodes)
+is measured in the same run on the same products and query log: bulk indexing (the
+reindex path vs a raw `_bulk` of the same prepared documents, the engine-bound rate),
+app vs engine latency, suggest, commit-to-searchable; then Postgres full-text on the same
+queries, as a ratio to each engine.
 
 Runs in its own Postgres schema and index prefix, both removed afterwards. The app is
 driven in process over ASGI (no network hop), so "app vs engine" is the cost of our
@@ -13,10 +20,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,12 +36,12 @@ from app.main import create_app
 from app.relay import Relay
 from app.settings import Settings, get_settings
 from app.stores import Stores, open_stores
-from bench.isolation import bench_settings, bench_stores
+from bench.isolation import bench_settings, bench_stores, drop_bench_indices
 from search.consumer import SearchIndexConsumer
 from search.index_admin import alias_name, create_index, finish_bulk_load, new_index_name
 from search.mapping import document
 from search.query import SearchParams, search_body, suggest_body
-from search.reindex import bulk_load
+from search.reindex import bulk_load, reindex
 from search.sync import ROW_COLUMNS, apply_operations
 from storage import outbox
 
@@ -341,34 +350,87 @@ async def pg_search(conn: psycopg.AsyncConnection[Any], p: dict[str, Any]) -> No
         ).fetchall()
 
 
-async def main(n_products: int, n_queries: int, lag_writes: int) -> None:
+ENGINE_URL_VARS = {
+    "opensearch": "POLYSHOP_OPENSEARCH_URL",
+    "elasticsearch": "POLYSHOP_ELASTICSEARCH_URL",
+}
+
+
+def engine_settings(settings: Settings, engine: str) -> Settings:
+    """The run's settings pointed at `engine`'s node (the dev stack's services.env names
+    both; the configured engine keeps POLYSHOP_SEARCH_URL)."""
+    if engine == settings.search_engine:
+        return settings
+    url = os.environ.get(ENGINE_URL_VARS[engine], "")
+    if not url:
+        raise SystemExit(f"--engines {engine}: {ENGINE_URL_VARS[engine]} is not set")
+    return settings.model_copy(update={"search_engine": engine, "search_url": url})
+
+
+async def main(
+    n_products: int,
+    n_queries: int,
+    lag_writes: int,
+    engines: list[str] | None = None,
+    rounds: int = 2,
+) -> None:
+    """`engines` None: the configured engine only."""
     settings = bench_settings(get_settings(), "search", search_timeout_s=30.0)
-    async with (
-        bench_stores(settings),
-        open_stores(settings, application_name="polyshop-bench") as stores,
-    ):
-        await run(stores, settings, n_products, n_queries, lag_writes)
+    engines = engines or [settings.search_engine]
+    async with bench_stores(settings):
+        t = time.perf_counter()
+        await seed(settings, n_products)
+        print(f"seeded {n_products} products in {time.perf_counter() - t:.1f} s")
+        log = query_log(random.Random(9), n_queries)
+        engine_p: dict[str, tuple[float, float]] = {}
+        for engine in engines:
+            on_engine = engine_settings(settings, engine)
+            print(f"\n=== {engine} ({on_engine.search_url}); load {_loadavg()}")
+            try:
+                async with open_stores(on_engine, application_name="polyshop-bench") as stores:
+                    engine_p[engine] = await run(
+                        stores, on_engine, n_products, log, lag_writes, rounds
+                    )
+            finally:
+                if engine != settings.search_engine:  # bench_stores cleans the configured one
+                    await drop_bench_indices(on_engine)
+        print(f"\n=== postgres full-text, same {len(log)} queries; load {_loadavg()}")
+        pg = await bench_postgres(settings, log)
+        for engine, (p50, p99) in engine_p.items():
+            print(f"  ratio postgres/{engine} p50 {pg[0] / p50:.2f}x, p99 {pg[1] / p99:.2f}x")
+    print(f"\nload average at the end: {_loadavg()}")
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
 
 
 async def run(
-    stores: Stores, settings: Settings, n_products: int, n_queries: int, lag_writes: int
-) -> None:
-    t = time.perf_counter()
-    await seed(settings, n_products)
-    print(f"seeded {n_products} products in {time.perf_counter() - t:.1f} s")
-
-    rates = await bench_indexing(stores, n_products)
+    stores: Stores,
+    settings: Settings,
+    n_products: int,
+    log: list[dict[str, Any]],
+    lag_writes: int,
+    rounds: int = 2,
+) -> tuple[float, float]:
+    """Every engine-side figure on one engine; its search p50/p99 (s), for the Postgres
+    comparison."""
+    rates = await bench_indexing(stores, n_products, rounds)
     for path in ("reindex path", "engine-bound"):
         off, on = rates[f"{path}, refresh off"], rates[f"{path}, refresh 1 s"]
         print(f"bulk indexing, {path}: refresh off {off:.0f} docs/s, refresh 1 s {on:.0f} docs/s")
         print(f"  ratio off/on {off / on:.2f}x")
+    print(
+        "  reindex path / engine-bound (refresh off):"
+        f" {rates['reindex path, refresh off'] / rates['engine-bound, refresh off']:.2f}x"
+    )
 
     # the live index behind the alias, for the query and lag runs
-    from search.reindex import reindex
-
     await reindex(stores.pg, stores.search, settings.search_index_prefix)
     alias = alias_name(settings.search_index_prefix)
-    log = query_log(random.Random(9), n_queries)
     app = create_app(settings)
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
         transport = httpx.ASGITransport(app=app)
@@ -417,6 +479,17 @@ async def run(
             print(f"suggest via app:    {_summary(suggest_times)}")
             print(f"suggest via engine: {_summary(suggest_engine)}")
 
+    lags = await bench_lag(stores, lag_writes, n_products)
+    print(
+        f"commit-to-searchable ({len(lags)} writes): p50 {_pct(lags, 0.5):.0f} ms,"
+        f" p95 {_pct(lags, 0.95):.0f} ms, p99 {_pct(lags, 0.99):.0f} ms,"
+        f" max {max(lags) * 1000:.0f} ms, mean {statistics.mean(lags) * 1000:.0f} ms"
+    )
+    return _pct(engine_times, 0.5), _pct(engine_times, 0.99)
+
+
+async def bench_postgres(settings: Settings, log: list[dict[str, Any]]) -> tuple[float, float]:
+    """The same query log on Postgres full-text (tsvector + GIN); its p50/p99 (s)."""
     async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
         await conn.execute(f'SET search_path = "{settings.database_schema}"')
         t = time.perf_counter()
@@ -430,17 +503,7 @@ async def run(
         await _timed([pg_call(p) for p in log[:50]])
         pg_times = await _timed([pg_call(p) for p in log])
     print(f"search via postgres FTS: {_summary(pg_times)}")
-    print(
-        f"  ratio postgres/engine p50 {_pct(pg_times, 0.5) / _pct(engine_times, 0.5):.2f}x,"
-        f" p99 {_pct(pg_times, 0.99) / _pct(engine_times, 0.99):.2f}x"
-    )
-
-    lags = await bench_lag(stores, lag_writes, n_products)
-    print(
-        f"commit-to-searchable ({len(lags)} writes): p50 {_pct(lags, 0.5):.0f} ms,"
-        f" p95 {_pct(lags, 0.95):.0f} ms, p99 {_pct(lags, 0.99):.0f} ms,"
-        f" max {max(lags) * 1000:.0f} ms, mean {statistics.mean(lags) * 1000:.0f} ms"
-    )
+    return _pct(pg_times, 0.5), _pct(pg_times, 0.99)
 
 
 if __name__ == "__main__":
@@ -448,5 +511,14 @@ if __name__ == "__main__":
     parser.add_argument("--products", type=int, default=20_000)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--lag-writes", type=int, default=100)
+    parser.add_argument(
+        "--engines",
+        default="opensearch,elasticsearch",
+        help="comma-separated, each measured in this run on the same products and queries",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="bulk indexing rounds (best kept)")
     args = parser.parse_args()
-    asyncio.run(main(args.products, args.queries, args.lag_writes))
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if unknown := set(engines) - set(ENGINE_URL_VARS):
+        parser.error(f"--engines: unknown {sorted(unknown)} (known: {sorted(ENGINE_URL_VARS)})")
+    asyncio.run(main(args.products, args.queries, args.lag_writes, engines, args.rounds))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 # Bump when the mapping or analyzers change: index names carry it (`...-v<N>-<ts>`).
-MAPPING_VERSION = 2
+MAPPING_VERSION = 3
 
 SYNONYMS_FILE = Path(__file__).with_name("synonyms.txt")
 
@@ -31,6 +31,25 @@ def load_synonyms(path: Path = SYNONYMS_FILE) -> list[str]:
         if rule:
             rules.append(rule)
     return rules
+
+
+def with_closed_compounds(rules: Iterable[str]) -> list[str]:
+    """Each rule with the glued form of its multi-word terms added ("t shirt, tee" ->
+    "t shirt, tee, tshirt"): a synonym reaches a shopper who types the compound closed,
+    as the ranking's compound handling does for any other word pair. For `a => b` only
+    the left side grows."""
+    out = []
+    for rule in rules:
+        left, arrow, right = rule.partition("=>")
+        terms = [t.strip() for t in left.split(",") if t.strip()]
+        known = set(terms) | {t.strip() for t in right.split(",")}
+        for term in list(terms):
+            glued = term.replace(" ", "")
+            if " " in term and glued not in known:
+                terms.append(glued)
+                known.add(glued)
+        out.append(", ".join(terms) + (f" => {right.strip()}" if arrow else ""))
+    return out
 
 
 # Units, as pattern_replace char filters run before tokenising (index and query alike):
@@ -103,7 +122,7 @@ CHAR_FILTERS = [
 def index_settings(
     *, synonyms: list[str] | None = None, shards: int = 1, replicas: int = 0
 ) -> dict[str, Any]:
-    rules = load_synonyms() if synonyms is None else synonyms
+    rules = with_closed_compounds(load_synonyms() if synonyms is None else synonyms)
     return {
         "number_of_shards": shards,
         "number_of_replicas": replicas,
@@ -319,6 +338,17 @@ def codes_in(texts: Iterable[str]) -> list[str]:
     return found
 
 
+def type_heads(product_type: str) -> list[str]:
+    """The head noun of the product type, and the last two words glued: "Book Cases"
+    is "Cases" and "BookCases", so a shopper's closed compound ("bookcase") finds the
+    type too (the query side glues split words: search.query.compound_forms)."""
+    words = product_type.split()
+    heads = words[-1:]
+    if len(words) >= 2 and words[-2].isalpha() and words[-1].isalpha():
+        heads.append(words[-2] + words[-1])
+    return heads
+
+
 def document(row: Mapping[str, Any]) -> dict[str, Any]:
     """The indexed document of a products row (as read by `search.sync.ROW_COLUMNS`)."""
     rating = row.get("rating")
@@ -338,7 +368,7 @@ def document(row: Mapping[str, Any]) -> dict[str, Any]:
         "category": category,
         "category_path": category,
         "product_type": product_type,
-        "type_head": product_type.rsplit(" ", 1)[-1],
+        "type_head": type_heads(product_type),
         "codes": codes,
         "price_minor": row["price_minor"],
         "currency": row.get("currency") or "USD",

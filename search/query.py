@@ -37,7 +37,16 @@ TEXT_FIELDS = (
     "attributes_text",
 )
 # every query word somewhere in the product (cross-field), e.g. "black office chair"
-CROSS_FIELDS = ("name^3", "brand.text^2", "category.text^2", "attributes_text^1.5", "description")
+# name.joined (its own analyzer group, so an alternative, not a sum): "bookcase" finds
+# a catalog's "Book Case" through its indexed pair
+CROSS_FIELDS = (
+    "name^3",
+    "name.joined^3",
+    "brand.text^2",
+    "category.text^2",
+    "attributes_text^1.5",
+    "description",
+)
 FUZZY_FIELDS = ("name^4", "brand.text^2", "category.text^1.5")
 
 _SORT_CLAUSES: dict[SortName, list[dict[str, Any]]] = {
@@ -159,6 +168,22 @@ def query_codes(q: str) -> list[str]:
     return codes_in(candidates)
 
 
+def compound_forms(q: str) -> list[str]:
+    """The query, then the query with one adjacent pair of words glued ("arm chair" ->
+    "armchair", "dish washer soap" -> "dishwasher soap", "dish washersoap"): a split
+    compound meets the catalog's closed form in the strong clauses too, without a word
+    list. Words with digits are left alone (sizes and model numbers have their own
+    normalisation); at most MAX_JOINED_WORDS words, so the query stays bounded."""
+    words = _WORD.findall(q.lower())
+    forms = [q]
+    if len(words) > MAX_JOINED_WORDS:
+        return forms
+    for i, (a, b) in enumerate(itertools.pairwise(words)):
+        if a.isalpha() and b.isalpha():
+            forms.append(" ".join([*words[:i], a + b, *words[i + 2 :]]))
+    return forms
+
+
 def _head_word(q: str) -> str | None:
     """The head noun of an English noun phrase is its last word ("grill brush" is a
     brush); numbers, sizes and model numbers after it are skipped."""
@@ -168,12 +193,45 @@ def _head_word(q: str) -> str | None:
     return None
 
 
+def _best_of(clauses: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best-scoring clause counts (one form of the query, never their sum)."""
+    return clauses[0] if len(clauses) == 1 else {"dis_max": {"queries": clauses}}
+
+
+def _strong_clauses(form: str) -> list[dict[str, Any]]:
+    """The clauses that say "this is the product asked for": the name phrase, every word
+    present across fields, and the product type."""
+    clauses: list[dict[str, Any]] = [
+        {"match_phrase": {"name": {"query": form, "boost": 3, "slop": 1}}},
+        {
+            "multi_match": {
+                "query": form,
+                "type": "cross_fields",
+                "operator": "and",
+                "fields": list(CROSS_FIELDS),
+                "boost": 2,
+            }
+        },
+    ]
+    head = _head_word(form)
+    if head:
+        clauses.append({"match": {"type_head": {"query": head, "boost": 2}}})
+    return clauses
+
+
 def text_query(q: str) -> dict[str, Any]:
     """Free text. The recall set is any clause; the ranking adds up, strongest first:
     SKU and model numbers, the exact name, the phrase, every word present (across
     fields), the product type; plain best-field match with field boosts; compound
     pairs; and, weakest, a fuzzy match, so a typo never outranks an exact match."""
     sku = q.strip().lower()
+    # each strong clause once, scored on the query's best form (as typed, or with a
+    # split compound glued): "arm chair" finds an Armchair as strongly as "armchair"
+    by_form = [_strong_clauses(form) for form in compound_forms(q)]
+    strong = [
+        _best_of([clauses[i] for clauses in by_form if i < len(clauses)])
+        for i in range(max(len(clauses) for clauses in by_form))
+    ]
     should: list[dict[str, Any]] = [
         {
             "multi_match": {
@@ -183,19 +241,10 @@ def text_query(q: str) -> dict[str, Any]:
                 "tie_breaker": 0.3,
             }
         },
-        {"match_phrase": {"name": {"query": q, "boost": 3, "slop": 1}}},
+        *strong,
         {"term": {"sku": {"value": sku, "boost": 20}}},
         {"prefix": {"sku": {"value": sku, "boost": 5}}},
         {"term": {"name.exact": {"value": sku, "boost": 10}}},
-        {
-            "multi_match": {
-                "query": q,
-                "type": "cross_fields",
-                "operator": "and",
-                "fields": list(CROSS_FIELDS),
-                "boost": 2,
-            }
-        },
         {
             "multi_match": {
                 "query": q,
@@ -214,9 +263,6 @@ def text_query(q: str) -> dict[str, Any]:
     codes = query_codes(q)
     if codes:
         should.append({"terms": {"codes": codes, "boost": 10}})
-    head = _head_word(q)
-    if head:
-        should.append({"match": {"type_head": {"query": head, "boost": 2}}})
     return {"bool": {"should": should, "minimum_should_match": 1}}
 
 

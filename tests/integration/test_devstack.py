@@ -67,4 +67,7 @@ def test_killed_redis_stays_down_until_started(redis_restored: None) -> None:
 def test_opensearch_config_dir_is_the_nodes() -> None:
     config = devstack.opensearch_config_dir()
     assert (config / "opensearch.yml").exists()
-    assert "transport.port: 59301" in (config / "opensearch.yml").read_text()
+    assert (
+        f"transport.port: {devstack.ports().opensearch_transport}"
+        in (config / "opensearch.yml").read_text()
+    )

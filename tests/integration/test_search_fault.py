@@ -80,7 +80,15 @@ async def test_fault_engine_stopped_during_1000_writes(
         finally:
             await asyncio.to_thread(devstack.start_service, service)
         assert down.status_code == 503, down.text
-        assert down.headers["retry-after"]
+        # the same answer whichever engine is down: nothing engine-specific leaks out
+        assert down.headers["retry-after"] == "5"
+        body = down.json()
+        assert (body["status"], body["title"], body["store"]) == (
+            503,
+            "Service Unavailable",
+            "search",
+        ), body
+        assert body["detail"] == "search is unavailable, retry later"
         assert still_pending > 0
 
         deadline = time.monotonic() + 120

@@ -14,6 +14,7 @@ from search.mapping import (
     index_settings,
     is_searchable,
     load_synonyms,
+    with_closed_compounds,
 )
 from search.sync import bulk_operations
 
@@ -98,3 +99,14 @@ def test_bulk_operations_use_external_versions_and_delete_unsearchable_rows() ->
 def test_index_names_are_versioned_behind_the_alias() -> None:
     assert alias_name("shop") == "shop-products"
     assert new_index_name("shop", NOW) == f"shop-products-v{MAPPING_VERSION}-20260102030405000000"
+
+
+def test_multi_word_synonyms_also_match_their_closed_compound() -> None:
+    assert with_closed_compounds(["t shirt, tee, tee shirt", "fry pan => frying pan"]) == [
+        "t shirt, tee, tee shirt, tshirt, teeshirt",
+        "fry pan, frypan => frying pan",
+    ]
+    # a glued form the rule already lists is not repeated
+    assert with_closed_compounds(["cell phone, cellphone"]) == ["cell phone, cellphone"]
+    rules = index_settings()["analysis"]["filter"]["product_synonyms"]["synonyms"]
+    assert any("tshirt" in rule.split(", ") for rule in rules)

@@ -6,15 +6,18 @@ import itertools
 
 import pytest
 
+from search.mapping import type_heads
 from search.query import (
     MAX_LIMIT,
     SearchParams,
+    compound_forms,
     decode_cursor,
     encode_cursor,
     facets,
     price_ranges,
     search_body,
     suggest_body,
+    text_query,
 )
 from storage.cursor import InvalidCursor
 
@@ -36,9 +39,9 @@ def test_text_query_boosts_name_and_matches_sku_exactly_and_by_prefix() -> None:
     assert "fuzziness" not in multi  # typo tolerance is a weaker clause of its own
     fuzzy = [c["multi_match"] for c in should if "fuzziness" in c.get("multi_match", {})]
     assert len(fuzzy) == 1 and fuzzy[0]["boost"] < 1
-    assert should[1] == {"match_phrase": {"name": {"query": "CH-100", "boost": 3, "slop": 1}}}
-    assert should[2]["term"]["sku"]["value"] == "ch-100"
-    assert should[3]["prefix"]["sku"]["value"] == "ch-100"
+    assert {"match_phrase": {"name": {"query": "CH-100", "boost": 3, "slop": 1}}} in should
+    assert {"term": {"sku": {"value": "ch-100", "boost": 20}}} in should
+    assert {"prefix": {"sku": {"value": "ch-100", "boost": 5}}} in should
     assert {"terms": {"codes": ["ch100"], "boost": 10}} in should  # model number
     assert "highlight" in body
 
@@ -154,3 +157,32 @@ def test_suggest_is_a_prefix_query_with_capped_size() -> None:
     assert should[1]["prefix"]["sku"]["value"] == "off ch"
     assert body["size"] <= 20
     assert MAX_LIMIT == 100
+
+
+def test_a_split_compound_is_also_scored_glued() -> None:
+    """ "arm chair" runs its strong clauses on "arm chair" and "armchair", the best of
+    the two counting once (dis_max), so a catalog's Armchair is an exact match."""
+    assert compound_forms("arm chair") == ["arm chair", "armchair"]
+    assert compound_forms("black dish washer") == [
+        "black dish washer",
+        "blackdish washer",
+        "black dishwasher",
+    ]
+    assert compound_forms("60 inch tv") == ["60 inch tv", "60 inchtv"]
+    assert compound_forms("chair") == ["chair"]
+    assert compound_forms(" ".join(["word"] * 9)) == [" ".join(["word"] * 9)]
+    should = text_query("arm chair")["bool"]["should"]
+    phrases = [c["dis_max"]["queries"] for c in should if "dis_max" in c]
+    assert [
+        {"match_phrase": {"name": {"query": f, "boost": 3, "slop": 1}}}
+        for f in ("arm chair", "armchair")
+    ] in phrases
+    heads = [q["match"]["type_head"]["query"] for p in phrases for q in p if "match" in q]
+    assert heads == ["chair", "armchair"]
+
+
+def test_the_type_head_includes_the_glued_last_two_words() -> None:
+    assert type_heads("Book Cases") == ["Cases", "BookCases"]
+    assert type_heads("Armchairs") == ["Armchairs"]
+    assert type_heads("TV & Video") == ["Video"]
+    assert type_heads("") == []

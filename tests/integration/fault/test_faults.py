@@ -1,5 +1,8 @@
 """Fault injection: under a mixed load through nginx (2 API replicas + worker on a private
-dev stack instance), stop or kill -9 each service in turn and bring it back.
+dev stack instance), stop or kill -9 each service in turn and bring it back. Each
+search engine is killed under an app that uses it (OpenSearch is the deployment's
+engine; for the Elasticsearch fault the deployment moves to that node and back,
+`bench.mixed_workload.on_engine`).
 
 During the fault the API degrades as guarantee 8 says (never a 500); after recovery
 every derived store equals Postgres, every acknowledged write is found, and no order
@@ -20,7 +23,7 @@ import httpx
 import pytest
 
 import devstack
-from bench.mixed_workload import FAULT_MIX, Deployment, Sample, Workload
+from bench.mixed_workload import FAULT_MIX, Deployment, Sample, Workload, on_engine
 from tests.integration.fault.checks import (
     backlog,
     cache_problems,
@@ -110,6 +113,8 @@ class Fault:
     service: str  # a supervisord program, or "api" for one API replica
     action: str  # "stop" (graceful) or "kill" (kill -9)
     check: Check
+    # the engine the app runs on during this fault (the deployment's default otherwise)
+    engine: str = "opensearch"
 
     def __str__(self) -> str:
         return f"{self.action} {self.service}"
@@ -117,7 +122,10 @@ class Fault:
 
 FAULTS = [
     Fault("redis", "kill", redis_down),
+    # each engine killed under the app that uses it: the same 503 + Retry-After, the
+    # same convergence (the deployment moves to Elasticsearch for that one fault only)
     Fault("opensearch", "kill", search_down),
+    Fault("elasticsearch", "kill", search_down, engine="elasticsearch"),
     Fault("minio", "kill", minio_down),
     Fault("postgres", "kill", postgres_down),
     Fault("api", "kill", replica_down),
@@ -167,7 +175,13 @@ async def _wait_api_recovered(lb: Deployment, fault: Fault, within_s: float = 12
     raise TimeoutError(f"API not recovered within {within_s:.0f}s after {fault}")
 
 
-READYZ_LINE = {"postgres": "postgres", "redis": "redis", "opensearch": "search", "minio": "blobs"}
+READYZ_LINE = {
+    "postgres": "postgres",
+    "redis": "redis",
+    "opensearch": "search",
+    "elasticsearch": "search",
+    "minio": "blobs",
+}
 
 
 async def _readiness(lb: Deployment) -> tuple[int, str]:
@@ -185,6 +199,14 @@ def _describe(window: list[Sample]) -> str:
 
 @pytest.mark.parametrize("fault", FAULTS, ids=str)
 async def test_fault(lb: Deployment, ledger: Ledger, fault: Fault) -> None:
+    deployment = await asyncio.to_thread(on_engine, lb, fault.engine)
+    try:
+        await _fault_under_load(deployment, ledger, fault)
+    finally:  # the next fault finds the deployment as the fixture made it
+        await asyncio.to_thread(on_engine, deployment, lb.env["POLYSHOP_SEARCH_ENGINE"])
+
+
+async def _fault_under_load(lb: Deployment, ledger: Ledger, fault: Fault) -> None:
     name = _program(lb, fault)
     stop_load = asyncio.Event()
     async with Workload(lb, FAULT_MIX, seed=zlib.crc32(str(fault).encode())) as load:
