@@ -123,7 +123,7 @@ class RateLimiter:
         self._take: AsyncScript | None = None
 
     async def check(
-        self, redis: Redis, address: str | None, key: str | None, lag: LoopLag | None = None
+        self, redis: Redis, address: str | None, key: str | None, lag: LoopLag
     ) -> Decision | None:
         """The decision, or None when Redis could not be asked (the request passes).
         `address` None: the address is limited elsewhere (nginx), only the key here.
@@ -143,7 +143,7 @@ class RateLimiter:
         for bucket in buckets:
             args += [bucket.capacity, bucket.rate, idle_ttl_s(bucket)]
         try:
-            result = await self._take_tokens(redis, keys, args, lag or LoopLag())
+            result = await self._take_tokens(redis, keys, args, lag)
         except Exception as exc:  # fail open: a limiter outage must not become an API outage
             timeout = is_timeout(exc)
             RATE_LIMIT_ERRORS.labels("timeout" if timeout else "redis").inc()
