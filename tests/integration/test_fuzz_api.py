@@ -112,6 +112,7 @@ class _Server:
             lifespan="on",
             log_config=None,  # leave the process's logging alone (other tests check it)
             access_log=False,
+            proxy_headers=False,  # as `polyshop serve`: the app reads them (app/middleware)
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="fuzz-uvicorn", daemon=True)
