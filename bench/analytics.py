@@ -57,6 +57,7 @@ import psycopg
 from analytics.duck import AnalyticsStore
 from analytics.sandbox import run_query
 from app.settings import Settings, get_settings
+from app.stores import lake_config
 from bench.isolation import bench_settings, drop_bench_state
 from etl import engine
 from etl.runner import EtlConfig, EtlJob, Kind, RunResult
@@ -315,19 +316,13 @@ def bench_lake(
 ) -> None:
     """The same figures for the DuckLake backend (catalog in Postgres, Parquet on MinIO),
     against the same Postgres data and the raw COPY baseline measured above."""
-    from analytics.lake import LakeConfig, LakeStore
+    from analytics.lake import LakeStore
     from etl.maintenance import lake_status
 
-    # the run's own catalog schema and bucket (bench/isolation.py), dropped with the rest
-    lake = LakeConfig(
-        catalog_url=settings.database_url,
-        metadata_schema=settings.lake_metadata_schema,
-        bucket=settings.lake_bucket,
-        prefix=settings.lake_prefix,
-        s3_endpoint=settings.s3_endpoint,
-        s3_access_key=settings.s3_access_key,
-        s3_secret_key=settings.s3_secret_key.get_secret_value(),
-    )
+    # as the app configures it, on the run's own catalog schema and bucket
+    # (bench/isolation.py), dropped with the rest
+    lake = lake_config(settings.model_copy(update={"analytics_backend": "ducklake"}))
+    assert lake is not None
     print(f"--- ducklake backend (data {lake.data_path}, catalog {lake.metadata_schema}) ---")
     job = EtlJob(
         EtlConfig(
