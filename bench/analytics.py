@@ -289,15 +289,23 @@ def compare_queries(
     return ratios
 
 
-def change_one_percent(conn: psycopg.Connection[Any], r: int) -> None:
+def change_some(conn: psycopg.Connection[Any], r: int, every: int) -> None:
+    """Change every `every`-th order line and order (100: 1%), a different set for each `r`."""
     conn.execute(
-        "UPDATE order_lines SET quantity = quantity + 1 WHERE (order_id * 4 + line_no) %% 100 = %s",
-        ((7 + r) % 100,),
+        "UPDATE order_lines SET quantity = quantity + 1 WHERE (order_id * 4 + line_no) %% %s = %s",
+        (every, (7 + r) % every),
     )
     conn.execute(
-        "UPDATE orders SET status = 'shipped', updated_at = now() WHERE id %% 100 = %s",
-        ((3 + r) % 100,),
+        "UPDATE orders SET status = 'shipped', updated_at = now() WHERE id %% %s = %s",
+        (every, (3 + r) % every),
     )
+
+
+def phases(result: RunResult, wall_s: float) -> str:
+    """A run's time by phase (tables, commit, and the lake's other phases), in ms."""
+    parts = [f"{name} {seconds * 1000:.0f}" for name, seconds in result.seconds.items()]
+    rest = wall_s - sum(result.seconds.values())
+    return ", ".join([*parts, f"rest {rest * 1000:.0f}"]) + " ms"
 
 
 def bench_lake(
@@ -341,11 +349,15 @@ def bench_lake(
             f" COPY text {text_s / full_s:.2f} (round by round, against that round's COPY:"
             f" {', '.join(per_round)})"
         )
-        empty = min(run_etl(job, "incremental")[1] for _ in range(args.rounds))
+        empty = math.inf
+        for _ in range(args.rounds):
+            quiet, quiet_s = run_etl(job, "incremental")
+            empty = min(empty, quiet_s)
+            print(f"  lake empty run: {quiet_s:.2f} s ({phases(quiet, quiet_s)})")
         print(f"lake empty incremental run (fixed cost): {empty:.2f} s")
         incr_s, visible = math.inf, []
         for r in range(args.rounds):
-            change_one_percent(conn, 50 + r)
+            change_some(conn, 50 + r, args.change_every)
             incr, incr_r = run_etl(job, "incremental")
             incr_s = min(incr_s, incr_r)
             # commit to queryable: the run returned; how long until a reader (another
@@ -359,8 +371,9 @@ def bench_lake(
                     break
             visible.append(time.perf_counter() - t0 + incr.seconds.get("commit", 0.0))
             print(f"  lake incremental {r + 1}: {incr_r:.2f} s rows={incr.rows}")
+            print(f"    {phases(incr, incr_r)}")
         print(
-            f"lake incremental with ~{rows['order_lines'] // 100:,} changed lines:"
+            f"lake incremental with ~{rows['order_lines'] // args.change_every:,} changed lines:"
             f" {incr_s:.2f} s -> full / incremental = {full_s / incr_s:.1f}x"
         )
         print(
@@ -415,20 +428,39 @@ def main() -> None:
         action="store_false",
         help="skip loader B (psycopg COPY csv -> DuckDB), the slowest step at 10M lines",
     )
+    parser.add_argument(
+        "--change-every",
+        type=int,
+        default=100,
+        help="an incremental run follows a change of every N-th order line and order"
+        " (100: 1%%; 1000 at 10M lines changes as many rows as 100 at 1M)",
+    )
+    parser.add_argument(
+        "--schema",
+        help="use this schema, generating the data only if it has none, and keep it: run"
+        " once with --generate-only outside the benchmark lock, then the timed part",
+    )
+    parser.add_argument(
+        "--generate-only", action="store_true", help="with --schema: generate, then stop"
+    )
     parser.add_argument("--s3-endpoint", default=os.environ.get("POLYSHOP_S3_ENDPOINT", ""))
     parser.add_argument("--s3-access-key", default=os.environ.get("POLYSHOP_S3_ACCESS_KEY", ""))
     parser.add_argument("--s3-secret-key", default=os.environ.get("POLYSHOP_S3_SECRET_KEY", ""))
     args = parser.parse_args()
 
     print(f"start: {load()}")
-    schema = f"bench_analytics_{uuid.uuid4().hex[:8]}"
+    schema = args.schema or f"bench_analytics_{uuid.uuid4().hex[:8]}"
     migrate.upgrade(args.url, schema)
     workdir = Path(tempfile.mkdtemp(prefix="bench-analytics-"))
     conn = psycopg.connect(
         args.url, autocommit=True, options=f"-c search_path={schema} -c TimeZone=UTC"
     )
     try:
-        gen_s = timed(lambda: generate(conn, args.lines))
+        has_data = conn.execute("SELECT EXISTS (SELECT 1 FROM order_lines)").fetchone()
+        gen_s = 0.0 if has_data and has_data[0] else timed(lambda: generate(conn, args.lines))
+        if args.generate_only:
+            print(f"generated in {gen_s:.1f} s; kept schema {schema}")
+            return
         rows = {
             s.name: conn.execute(f'SELECT count(*) FROM "{s.name}"').fetchone()[0]  # type: ignore[index]
             for s in SHOP.tables
@@ -488,21 +520,14 @@ def main() -> None:
 
         empty = min(run_etl(job, "incremental")[1] for _ in range(args.rounds))
         print(f"empty incremental run (fixed cost): {empty:.2f} s")
-        changed = rows["order_lines"] // 100
+        changed = rows["order_lines"] // args.change_every
         incr_s = math.inf
         for r in range(args.rounds):
-            conn.execute(
-                "UPDATE order_lines SET quantity = quantity + 1 "
-                "WHERE (order_id * 4 + line_no) %% 100 = %s",
-                (7 + r,),
-            )
-            conn.execute(
-                "UPDATE orders SET status = 'shipped', updated_at = now() WHERE id %% 100 = %s",
-                (3 + r,),
-            )
+            change_some(conn, r, args.change_every)
             incr, incr_r = run_etl(job, "incremental")
             incr_s = min(incr_s, incr_r)
             print(f"  incremental {r + 1}: {incr_r:.2f} s rows={incr.rows}")
+            print(f"    {phases(incr, incr_r)}")
         print(
             f"incremental with ~{changed:,} changed lines: {incr_s:.2f} s"
             f" -> full / incremental = {full_s / incr_s:.1f}x"
@@ -521,8 +546,9 @@ def main() -> None:
         print(f"end: {load()}")
     finally:
         conn.close()
-        with psycopg.connect(args.url, autocommit=True) as c:
-            c.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        if not args.schema:
+            with psycopg.connect(args.url, autocommit=True) as c:
+                c.execute(f'DROP SCHEMA "{schema}" CASCADE')
         import shutil
 
         shutil.rmtree(workdir, ignore_errors=True)
