@@ -2,6 +2,7 @@
 
     uv run python -m bench.analytics [--lines 1000000]   # also run with 2000000, 4000000
     uv run python -m bench.analytics --lines 10000000 --rounds 1 --query-rounds 1 --no-csv-loader
+    # generate once outside the benchmark lock, then time: --schema NAME [--generate-only]
 
 In its own Postgres schema and temp directory (both removed afterwards):
 1. generates a shop (orders with 4 lines each) with SQL in Postgres;
