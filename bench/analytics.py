@@ -294,15 +294,23 @@ def compare_queries(
     return ratios
 
 
-def change_one_percent(conn: psycopg.Connection[Any], r: int) -> None:
+def change_some(conn: psycopg.Connection[Any], r: int, every: int) -> None:
+    """Change every `every`-th order line and order (100: 1%), a different set for each `r`."""
     conn.execute(
-        "UPDATE order_lines SET quantity = quantity + 1 WHERE (order_id * 4 + line_no) %% 100 = %s",
-        ((7 + r) % 100,),
+        "UPDATE order_lines SET quantity = quantity + 1 WHERE (order_id * 4 + line_no) %% %s = %s",
+        (every, (7 + r) % every),
     )
     conn.execute(
-        "UPDATE orders SET status = 'shipped', updated_at = now() WHERE id %% 100 = %s",
-        ((3 + r) % 100,),
+        "UPDATE orders SET status = 'shipped', updated_at = now() WHERE id %% %s = %s",
+        (every, (3 + r) % every),
     )
+
+
+def phases(result: RunResult, wall_s: float) -> str:
+    """A run's time by phase (tables, commit, and the lake's other phases), in ms."""
+    parts = [f"{name} {seconds * 1000:.0f}" for name, seconds in result.seconds.items()]
+    rest = wall_s - sum(result.seconds.values())
+    return ", ".join([*parts, f"rest {rest * 1000:.0f}"]) + " ms"
 
 
 def bench_lake(
@@ -343,11 +351,15 @@ def bench_lake(
             f" COPY text {text_s / full_s:.2f} (round by round, against that round's COPY:"
             f" {', '.join(per_round)})"
         )
-        empty = min(run_etl(job, "incremental")[1] for _ in range(args.rounds))
+        empty = math.inf
+        for _ in range(args.rounds):
+            quiet, quiet_s = run_etl(job, "incremental")
+            empty = min(empty, quiet_s)
+            print(f"  lake empty run: {quiet_s:.2f} s ({phases(quiet, quiet_s)})")
         print(f"lake empty incremental run (fixed cost): {empty:.2f} s")
         incr_s, visible = math.inf, []
         for r in range(args.rounds):
-            change_one_percent(conn, 50 + r)
+            change_some(conn, 50 + r, args.change_every)
             incr, incr_r = run_etl(job, "incremental")
             incr_s = min(incr_s, incr_r)
             # commit to queryable: the run returned; how long until a reader (another
@@ -361,8 +373,9 @@ def bench_lake(
                     break
             visible.append(time.perf_counter() - t0 + incr.seconds.get("commit", 0.0))
             print(f"  lake incremental {r + 1}: {incr_r:.2f} s rows={incr.rows}")
+            print(f"    {phases(incr, incr_r)}")
         print(
-            f"lake incremental with ~{rows['order_lines'] // 100:,} changed lines:"
+            f"lake incremental with ~{rows['order_lines'] // args.change_every:,} changed lines:"
             f" {incr_s:.2f} s -> full / incremental = {full_s / incr_s:.1f}x"
         )
         print(
@@ -408,6 +421,13 @@ def main(argv: list[str] | None = None) -> None:
         dest="csv_loader",
         action="store_false",
         help="skip loader B (psycopg COPY csv -> DuckDB), the slowest step at 10M lines",
+    )
+    parser.add_argument(
+        "--change-every",
+        type=int,
+        default=100,
+        help="an incremental run follows a change of every N-th order line and order"
+        " (100: 1%%; 1000 at 10M lines changes as many rows as 100 at 1M)",
     )
     args = parser.parse_args(argv)
 
@@ -488,21 +508,14 @@ def main(argv: list[str] | None = None) -> None:
 
         empty = min(run_etl(job, "incremental")[1] for _ in range(args.rounds))
         print(f"empty incremental run (fixed cost): {empty:.2f} s")
-        changed = rows["order_lines"] // 100
+        changed = rows["order_lines"] // args.change_every
         incr_s = math.inf
         for r in range(args.rounds):
-            conn.execute(
-                "UPDATE order_lines SET quantity = quantity + 1 "
-                "WHERE (order_id * 4 + line_no) %% 100 = %s",
-                (7 + r,),
-            )
-            conn.execute(
-                "UPDATE orders SET status = 'shipped', updated_at = now() WHERE id %% 100 = %s",
-                (3 + r,),
-            )
+            change_some(conn, r, args.change_every)
             incr, incr_r = run_etl(job, "incremental")
             incr_s = min(incr_s, incr_r)
             print(f"  incremental {r + 1}: {incr_r:.2f} s rows={incr.rows}")
+            print(f"    {phases(incr, incr_r)}")
         print(
             f"incremental with ~{changed:,} changed lines: {incr_s:.2f} s"
             f" -> full / incremental = {full_s / incr_s:.1f}x"
