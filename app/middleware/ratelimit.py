@@ -33,12 +33,12 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.metrics import RATE_LIMIT_ERRORS, RATE_LIMIT_REJECTIONS
 from app.middleware.responses import send_problem
 from app.middleware.token_bucket import LUA_TAKE, Bucket, Decision, idle_ttl_s
+from app.product_prefetch import hand_prefetched, product_read_plan
 from app.settings import Settings
 from storage.redis_errors import LoopLag, TimeoutRate, is_timeout
 
@@ -123,11 +123,18 @@ class RateLimiter:
         self._take: AsyncScript | None = None
 
     async def check(
-        self, redis: Redis, address: str | None, key: str | None, lag: LoopLag
+        self,
+        redis: Redis,
+        address: str | None,
+        key: str | None,
+        lag: LoopLag,
+        read: Sequence[str] = (),
     ) -> Decision | None:
         """The decision, or None when Redis could not be asked (the request passes).
         `address` None: the address is limited elsewhere (nginx), only the key here.
-        `lag` (the process's loop monitor) tells a late read from a slow Redis."""
+        `lag` (the process's loop monitor) tells a late read from a slow Redis.
+        `read`: keys the same script reads once the tokens are taken (`Decision.read`),
+        so a request's own Redis read costs no round trip of its own."""
         if time.monotonic() < self._skip_until:
             RATE_LIMIT_ERRORS.labels("skipped").inc()
             return None
@@ -142,6 +149,7 @@ class RateLimiter:
         args: list[float | int] = [1]
         for bucket in buckets:
             args += [bucket.capacity, bucket.rate, idle_ttl_s(bucket)]
+        keys += read
         try:
             result = await self._take_tokens(redis, keys, args, lag)
         except Exception as exc:  # fail open: a limiter outage must not become an API outage
@@ -155,8 +163,11 @@ class RateLimiter:
                     self._skip_until = time.monotonic() + self.fail_open_s
             log.warning("ratelimit.redis_failed", error=type(exc).__name__, detail=str(exc)[:200])
             return None
-        allowed, limit, remaining, retry_ms, reset_ms, tightest = (int(v) for v in result)
-        return Decision(bool(allowed), limit, remaining, retry_ms / 1000, reset_ms / 1000, tightest)
+        allowed, limit, remaining, retry_ms, reset_ms, tightest = (int(v) for v in result[:6])
+        values = tuple(_as_bytes(v) for v in result[6:])
+        return Decision(
+            bool(allowed), limit, remaining, retry_ms / 1000, reset_ms / 1000, tightest, values
+        )
 
     async def _take_tokens(
         self, redis: Redis, keys: list[str], args: list[float | int], lag: LoopLag
@@ -196,6 +207,7 @@ class RateLimitMiddleware:
         self.limiter = RateLimiter(settings)
         self.trusted = parse_networks(settings.trusted_proxies)
         self.address_in_proxy = settings.rate_limit_address_in_proxy
+        self.cache_enabled = settings.cache_enabled
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.enabled or is_exempt(scope["path"]):
@@ -205,16 +217,20 @@ class RateLimitMiddleware:
         if stores is None:  # no lifespan yet: nothing to limit with
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        key = key_id(headers.get("authorization"))
+        authorization, forwarded_for = _limit_headers_of(scope)
+        key = key_id(authorization)
         address: str | None = None
         if not self.address_in_proxy:
             peer = scope["client"][0] if scope.get("client") else None
-            address = client_address(peer, headers.get("x-forwarded-for"), self.trusted)
+            address = client_address(peer, forwarded_for, self.trusted)
         elif key is None:  # nginx limited this address; no key: nothing left to check
             await self.app(scope, receive, send)
             return
-        decision = await self.limiter.check(stores.redis, address, key, stores.loop_lag)
+        # A cached product read: the script reads the cache's keys too (one round trip)
+        plan = product_read_plan(scope, stores.product_cache) if self.cache_enabled else None
+        decision = await self.limiter.check(
+            stores.redis, address, key, stores.loop_lag, plan.keys if plan else ()
+        )
         if decision is None:
             await self.app(scope, receive, send)
             return
@@ -231,15 +247,39 @@ class RateLimitMiddleware:
                 {"Retry-After": retry, **limit_headers},
             )
             return
+        if plan is not None and len(decision.read) == len(plan.keys):
+            hand_prefetched(scope, plan.read(decision.read))
+        raw_limit_headers = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in limit_headers.items()
+        ]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                response_headers = MutableHeaders(scope=message)
-                for name, value in limit_headers.items():
-                    response_headers[name] = value
+                # appended, not set: the app never sends these names itself
+                message["headers"] = [*message.get("headers", ()), *raw_limit_headers]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _limit_headers_of(scope: Scope) -> tuple[str | None, str | None]:
+    """Authorization (the first, as authentication reads it: the bucket is the key's that
+    is checked) and X-Forwarded-For (the last: the proxy's hop is appended last), without
+    decoding the other headers."""
+    authorization: str | None = None
+    forwarded_for: str | None = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value.decode("latin-1")
+        elif name == b"x-forwarded-for":
+            forwarded_for = value.decode("latin-1")
+    return authorization, forwarded_for
+
+
+def _as_bytes(value: bytes | str | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
 
 
 def rate_limit_headers(decision: Decision) -> dict[str, str]:
