@@ -29,6 +29,13 @@ poll the value and the lease together, with a short backoff, and stop as soon as
 loader has stored the value or released its lease without storing (a refused fill, a
 failed load): they never sleep the whole wait for nothing.
 
+One round trip: a caller that talks to Redis anyway before the read (the app's rate
+limiter) may read the value and the floor for it (`read_plan`, then
+`get_or_load(prefetched=...)`): the same two keys, read together in one atomic call, after
+the request arrived and before any Postgres read, so every guarantee above holds. It is
+used only when nothing failed since it was planned (no outage to catch up on), in the
+same generation, for the same product; otherwise the read makes its own MGET.
+
 Redis down: a circuit breaker (purgatory) opens after N consecutive failures; while open,
 reads go straight to Postgres without touching Redis, then one request probes it again.
 A process that saw Redis fail catches up before it serves from Redis again: it applies

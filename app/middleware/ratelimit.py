@@ -5,6 +5,10 @@ also takes one from that key's bucket (named by a hash of the token, never the t
 Refused: 429 problem+json with `Retry-After` (seconds). Every limited response carries
 `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (the tightest bucket).
 
+A cached product read (`GET /products/{id}`) is served on the same round trip: the
+script also reads the cache's value and version floor for it (app/product_prefetch.py),
+so with the limiter on that read costs one Redis call, not two.
+
 Where nginx fronts the app, the per-address limit can live there instead
 (`rate_limit_address_in_proxy`: nginx's `limit_req`, same rate and burst, 429 with
 `Retry-After`): the app then checks only the key bucket, and an anonymous request costs
