@@ -39,6 +39,7 @@ from bench.mixed_workload import Deployment
 BIG = str(10**6)  # bucket sizes nobody reaches: the limiter runs, refuses nothing
 LIMITER_ON = {
     "POLYSHOP_RATE_LIMIT_ENABLED": "true",
+    "POLYSHOP_RATE_LIMIT_ADDRESS_IN_PROXY": "false",  # both buckets in the app
     "POLYSHOP_RATE_LIMIT_KEY_CAPACITY": BIG,
     "POLYSHOP_RATE_LIMIT_KEY_PER_S": BIG,
     "POLYSHOP_RATE_LIMIT_ADDRESS_CAPACITY": BIG,

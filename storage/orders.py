@@ -214,9 +214,11 @@ async def _explain_refusal(conn: AsyncConnection[Any], product_id: int, quantity
 
 
 async def get(conn: AsyncConnection[Any], order_id: int, *, lock: bool = False) -> Order | None:
+    if not lock:
+        return await _read(conn, order_id)
     cur = await conn.execute(
         "SELECT id, customer_id, status, currency, total_minor, version, created_at, updated_at"
-        " FROM orders WHERE id = %s" + (" FOR UPDATE" if lock else ""),
+        " FROM orders WHERE id = %s FOR UPDATE",
         (order_id,),
     )
     row = _dict(cur, await cur.fetchone())
@@ -224,6 +226,28 @@ async def get(conn: AsyncConnection[Any], order_id: int, *, lock: bool = False) 
         return None
     lines = await _lines(conn, [order_id])
     return _order(row, lines.get(order_id, []))
+
+
+async def _read(conn: AsyncConnection[Any], order_id: int) -> Order | None:
+    """The order and its lines in one statement (one round trip: the authenticated read
+    of issue 19's hot path), one row per line, the order's columns repeated."""
+    cur = await conn.execute(
+        "SELECT o.id, o.customer_id, o.status, o.currency, o.total_minor, o.version,"
+        " o.created_at, o.updated_at, l.product_id, l.sku, l.name, l.quantity,"
+        " l.unit_price_minor, l.currency AS line_currency"
+        " FROM orders o LEFT JOIN order_lines l ON l.order_id = o.id"
+        " WHERE o.id = %s ORDER BY l.line_no",
+        (order_id,),
+    )
+    rows = [_dict(cur, raw) for raw in await cur.fetchall()]
+    if not rows or rows[0] is None:
+        return None
+    lines = [
+        _line(row, row["line_currency"])
+        for row in rows
+        if row is not None and row["product_id"] is not None  # no line: LEFT JOIN's nulls
+    ]
+    return _order(rows[0], lines)
 
 
 async def get_many(conn: AsyncConnection[Any], order_ids: Sequence[int]) -> dict[int, Order]:
@@ -323,17 +347,19 @@ async def _lines(conn: AsyncConnection[Any], order_ids: list[int]) -> dict[int, 
     for raw in await cur.fetchall():
         row = _dict(cur, raw)
         assert row is not None
-        result.setdefault(row["order_id"], []).append(
-            OrderLine(
-                product_id=row["product_id"],
-                sku=row["sku"],
-                name=row["name"],
-                quantity=row["quantity"],
-                unit_price_minor=row["unit_price_minor"],
-                currency=row["currency"].strip(),
-            )
-        )
+        result.setdefault(row["order_id"], []).append(_line(row, row["currency"]))
     return result
+
+
+def _line(row: dict[str, Any], currency: str) -> OrderLine:
+    return OrderLine(
+        product_id=row["product_id"],
+        sku=row["sku"],
+        name=row["name"],
+        quantity=row["quantity"],
+        unit_price_minor=row["unit_price_minor"],
+        currency=currency.strip(),
+    )
 
 
 async def _emit_order(conn: AsyncConnection[Any], order: Order, event_type: str) -> None:

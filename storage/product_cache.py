@@ -29,6 +29,13 @@ poll the value and the lease together, with a short backoff, and stop as soon as
 loader has stored the value or released its lease without storing (a refused fill, a
 failed load): they never sleep the whole wait for nothing.
 
+One round trip: a caller that talks to Redis anyway before the read (the app's rate
+limiter) may read the value and the floor for it (`read_plan`, then
+`get_or_load(prefetched=...)`): the same two keys, read together in one atomic call, after
+the request arrived and before any Postgres read, so every guarantee above holds. It is
+used only when nothing failed since it was planned (no outage to catch up on), in the
+same generation, for the same product; otherwise the read makes its own MGET.
+
 Redis down: a circuit breaker (purgatory) opens after N consecutive failures; while open,
 reads go straight to Postgres without touching Redis, then one request probes it again.
 A process that saw Redis fail catches up before it serves from Redis again: it applies
@@ -129,6 +136,31 @@ class Entry:
 Loader = Callable[[], Awaitable[Entry | None]]
 
 
+@dataclass(frozen=True)
+class ReadPlan:
+    """The keys a read of one product would MGET now, for another round trip (the rate
+    limiter's script) to read on its behalf; `epoch` is the cache's outage count then."""
+
+    product_id: int
+    generation: str
+    epoch: int
+    keys: tuple[str, str]  # value, floor
+
+    def read(self, values: tuple[bytes | None, ...]) -> Prefetched:
+        raw, floor = values
+        return Prefetched(self, raw, floor)
+
+
+@dataclass(frozen=True)
+class Prefetched:
+    """What a ReadPlan's keys held, read in one atomic call (the value and its floor
+    together, as `_read`'s MGET reads them)."""
+
+    plan: ReadPlan
+    raw: bytes | None
+    floor: bytes | None
+
+
 def _noop_result(result: CacheResult) -> None:
     return None
 
@@ -199,6 +231,9 @@ class ProductCache:
         self._missed: dict[int, int] = {}
         self._catch_up = catch_up
         self._outage_seen = False
+        # +1 whenever `_outage_seen` is set: a prefetched read is used only if no failure
+        # (and so no catch-up) happened between its plan and its use
+        self._outage_epoch = 0
         self.floor_ttl_ms = floor_ttl_ms
         self._on_fill = on_fill
         self._generation_source = generation
@@ -259,9 +294,46 @@ class ProductCache:
 
     # reads
 
-    async def get_or_load(self, product_id: int, load: Loader) -> Entry | None:
+    def read_plan(self, product_id: int) -> ReadPlan | None:
+        """The keys `get_or_load` would read for this product now, so that a round trip
+        the request makes anyway (the rate limiter's) can read them for it; None when the
+        read has work to do first (the generation is due for a re-read, an outage to
+        catch up on, missed invalidations, a breaker that is not closed)."""
+        if self._outage_seen or self._missed:
+            return None
+        if self._circuit is None or self._circuit.context.state != "closed":
+            return None
+        if self._generation_source is not None and (
+            self.generation == NO_GENERATION
+            or time.monotonic() - self._generation_read_at >= self.generation_check_s
+        ):
+            return None
+        gen = self.generation
+        keys = (self.value_key(product_id, gen), self.floor_key(product_id, gen))
+        return ReadPlan(product_id, gen, self._outage_epoch, keys)
+
+    def _usable(self, prefetched: Prefetched | None, product_id: int, gen: str) -> bool:
+        """A prefetched read stands in for `_read` only if it read this product in this
+        generation and nothing failed since it was planned (nothing to catch up on: it
+        was read after every write that had returned when the request arrived)."""
+        if prefetched is None:
+            return False
+        plan = prefetched.plan
+        return (
+            plan.product_id == product_id
+            and plan.generation == gen
+            and plan.epoch == self._outage_epoch
+            and not self._outage_seen
+            and not self._missed
+        )
+
+    async def get_or_load(
+        self, product_id: int, load: Loader, prefetched: Prefetched | None = None
+    ) -> Entry | None:
         """The cached entry, or `load()` (Postgres) on a miss, filling the cache safely.
-        None means the product does not exist (not cached: creation needs no invalidation)."""
+        None means the product does not exist (not cached: creation needs no invalidation).
+        `prefetched`: the value and floor read by the request's limiter call (read_plan),
+        used instead of a second round trip when still valid."""
         try:
             await self.refresh_generation()
         except Exception:  # Postgres: keep the generation we have; if none yet, skip Redis
@@ -270,13 +342,18 @@ class ProductCache:
                 return await load()
         started = time.monotonic()
         try:
-            if self._catch_up is not None:
-                if self._outage_seen:
-                    await self._catch_up_after_outage()
-            elif self._missed:
-                await self._guarded(self._apply_missed())
             gen = self.generation  # the whole read stays in it, even if it changes meanwhile
-            raw, token = await self._guarded(self._read(product_id, gen))
+            if self._usable(prefetched, product_id, gen):
+                assert prefetched is not None
+                raw, token = prefetched.raw, prefetched.floor
+            else:
+                if self._catch_up is not None:
+                    if self._outage_seen:
+                        await self._catch_up_after_outage()
+                elif self._missed:
+                    await self._guarded(self._apply_missed())
+                gen = self.generation
+                raw, token = await self._guarded(self._read(product_id, gen))
         except _Bypass as bypass:
             self._on_result(bypass.result)
             return await load()
@@ -417,7 +494,7 @@ class ProductCache:
         try:
             pending = list(await self._catch_up())
         except Exception as exc:  # Postgres: the read falls back to it and fails there
-            self._outage_seen = True
+            self._note_outage()
             raise _Bypass("bypass") from exc
         if pending:
             await self._guarded(self._invalidate_many(pending))  # a failure sets it again
@@ -474,6 +551,10 @@ class ProductCache:
             removed += int(await self.redis.unlink(*batch))
         return removed
 
+    def _note_outage(self) -> None:
+        self._outage_seen = True
+        self._outage_epoch += 1
+
     # breaker
 
     async def breaker_state(self) -> BreakerState:
@@ -495,7 +576,7 @@ class ProductCache:
         breaker = await self._breaker()
         if await self._breaker_open():
             _close(op)
-            self._outage_seen = True
+            self._note_outage()
             raise _Bypass("bypass")
         mark = self._lag.mark()
         try:
@@ -508,10 +589,10 @@ class ProductCache:
                     raise
         except OpenedState as exc:
             _close(op)
-            self._outage_seen = True
+            self._note_outage()
             raise _Bypass("bypass") from exc
         except (_LateTimeout, *_REDIS_FAILURES) as exc:
-            self._outage_seen = True
+            self._note_outage()
             raise _Bypass("error") from exc
 
     async def _quietly(self, op: Awaitable[Any]) -> Any:

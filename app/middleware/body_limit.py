@@ -44,8 +44,13 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        declared, chunked = _body_headers(scope)
+        if declared is None and not chunked:
+            # no Content-Length, no Transfer-Encoding: HTTP/1.1 says there is no body
+            # (a GET, mostly), so nothing to count; no wrapper on every send and receive
+            await self.app(scope, receive, send)
+            return
         limit = body_limit_for(scope["path"], self.settings)
-        declared = _content_length(scope)
         if declared is not None and declared > limit:
             await send_problem(scope, send, 413, f"the request body is larger than {limit} bytes")
             return
@@ -78,9 +83,18 @@ class BodySizeLimitMiddleware:
             await send_problem(scope, send, 413, str(exc.detail))
 
 
-def _content_length(scope: Scope) -> int | None:
+def _body_headers(scope: Scope) -> tuple[int | None, bool]:
+    """The declared Content-Length (None: absent or not a number) and whether a
+    Transfer-Encoding (or a Content-Length that is not a number) announces a body."""
+    length: int | None = None
+    other = False
     for key, value in scope["headers"]:
-        if key == b"content-length":
+        if key == b"content-length" and length is None:
             text = value.decode("latin-1").strip()
-            return int(text) if text.isdigit() else None
-    return None
+            if text.isdigit():
+                length = int(text)
+            else:
+                other = True
+        elif key == b"transfer-encoding":
+            other = True
+    return length, other

@@ -6,6 +6,10 @@ also takes one from that key's bucket (named by a hash of the token, never the t
 Refused: 429 problem+json with `Retry-After` (seconds). Every limited response carries
 `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (the tightest bucket).
 
+A cached product read (`GET /products/{id}`) is served on the same round trip: the
+script also reads the cache's value and version floor for it (app/product_prefetch.py),
+so with the limiter on that read costs one Redis call, not two.
+
 Where nginx fronts the app, the per-address limit can live there instead
 (`rate_limit_address_in_proxy`: nginx's `limit_req`, same rate and burst, 429 with
 `Retry-After`): the app then checks only the key bucket, and an anonymous request costs
@@ -27,17 +31,18 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.metrics import RATE_LIMIT_ERRORS, RATE_LIMIT_REJECTIONS
 from app.middleware.responses import send_problem
 from app.middleware.token_bucket import LUA_TAKE, Bucket, Decision, idle_ttl_s
+from app.product_prefetch import hand_prefetched, product_read_plan
 from app.settings import Settings
 from kit.client_address import client_address
 from storage.redis_errors import LoopLag, TimeoutRate, is_timeout
@@ -85,11 +90,18 @@ class RateLimiter:
         self._take: AsyncScript | None = None
 
     async def check(
-        self, redis: Redis, address: str | None, key: str | None, lag: LoopLag
+        self,
+        redis: Redis,
+        address: str | None,
+        key: str | None,
+        lag: LoopLag,
+        read: Sequence[str] = (),
     ) -> Decision | None:
         """The decision, or None when Redis could not be asked (the request passes).
         `address` None: the address is limited elsewhere (nginx), only the key here.
-        `lag` (the process's loop monitor) tells a late read from a slow Redis."""
+        `lag` (the process's loop monitor) tells a late read from a slow Redis.
+        `read`: keys the same script reads once the tokens are taken (`Decision.read`),
+        so a request's own Redis read costs no round trip of its own."""
         if time.monotonic() < self._skip_until:
             RATE_LIMIT_ERRORS.labels("skipped").inc()
             return None
@@ -104,6 +116,7 @@ class RateLimiter:
         args: list[float | int] = [1]
         for bucket in buckets:
             args += [bucket.capacity, bucket.rate, idle_ttl_s(bucket)]
+        keys += read
         try:
             result = await self._take_tokens(redis, keys, args, lag)
         except Exception as exc:  # fail open: a limiter outage must not become an API outage
@@ -117,8 +130,11 @@ class RateLimiter:
                     self._skip_until = time.monotonic() + self.fail_open_s
             log.warning("ratelimit.redis_failed", error=type(exc).__name__, detail=str(exc)[:200])
             return None
-        allowed, limit, remaining, retry_ms, reset_ms, tightest = (int(v) for v in result)
-        return Decision(bool(allowed), limit, remaining, retry_ms / 1000, reset_ms / 1000, tightest)
+        allowed, limit, remaining, retry_ms, reset_ms, tightest = (int(v) for v in result[:6])
+        values = tuple(_as_bytes(v) for v in result[6:])
+        return Decision(
+            bool(allowed), limit, remaining, retry_ms / 1000, reset_ms / 1000, tightest, values
+        )
 
     async def _take_tokens(
         self, redis: Redis, keys: list[str], args: list[float | int], lag: LoopLag
@@ -157,6 +173,7 @@ class RateLimitMiddleware:
         self.enabled = settings.rate_limit_enabled
         self.limiter = RateLimiter(settings)
         self.address_in_proxy = settings.rate_limit_address_in_proxy
+        self.cache_enabled = settings.cache_enabled
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.enabled or is_exempt(scope["path"]):
@@ -166,15 +183,18 @@ class RateLimitMiddleware:
         if stores is None:  # no lifespan yet: nothing to limit with
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        key = key_id(headers.get("authorization"))
+        key = key_id(_authorization(scope))
         address: str | None = None
         if not self.address_in_proxy:
             address = client_address(scope)  # the forwarded one behind a trusted proxy
         elif key is None:  # nginx limited this address; no key: nothing left to check
             await self.app(scope, receive, send)
             return
-        decision = await self.limiter.check(stores.redis, address, key, stores.loop_lag)
+        # A cached product read: the script reads the cache's keys too (one round trip)
+        plan = product_read_plan(scope, stores.product_cache) if self.cache_enabled else None
+        decision = await self.limiter.check(
+            stores.redis, address, key, stores.loop_lag, plan.keys if plan else ()
+        )
         if decision is None:
             await self.app(scope, receive, send)
             return
@@ -191,15 +211,33 @@ class RateLimitMiddleware:
                 {"Retry-After": retry, **limit_headers},
             )
             return
+        if plan is not None and len(decision.read) == len(plan.keys):
+            hand_prefetched(scope, plan.read(decision.read))
+        raw_limit_headers = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in limit_headers.items()
+        ]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                response_headers = MutableHeaders(scope=message)
-                for name, value in limit_headers.items():
-                    response_headers[name] = value
+                # appended, not set: the app never sends these names itself
+                message["headers"] = [*message.get("headers", ()), *raw_limit_headers]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _authorization(scope: Scope) -> str | None:
+    """The first Authorization header (as authentication reads it: the bucket is the one
+    of the key that is checked), without decoding the other headers."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _as_bytes(value: bytes | str | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
 
 
 def rate_limit_headers(decision: Decision) -> dict[str, str]:

@@ -12,7 +12,6 @@ import time
 import uuid
 
 import structlog
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from storage.outbox import CORRELATION_ID
@@ -20,6 +19,7 @@ from storage.outbox import CORRELATION_ID
 log = structlog.get_logger()
 
 HEADER = "X-Request-ID"
+_RAW_HEADER = HEADER.lower().encode("latin-1")
 # Visible ASCII without separators that could forge log fields or headers; long enough
 # for a UUID or a trace id, short enough to keep log lines small.
 _WELL_FORMED = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
@@ -55,11 +55,14 @@ class RequestIdMiddleware:
         started = time.perf_counter()
         status = 500
 
+        raw_id = (_RAW_HEADER, request_id.encode("latin-1"))
+
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)[HEADER] = request_id
+                # appended, not set: nothing else in the app sends this header
+                message["headers"] = [*message.get("headers", ()), raw_id]
             await send(message)
 
         try:

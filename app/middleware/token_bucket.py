@@ -35,6 +35,8 @@ class Decision:
     retry_after_s: float  # 0 when allowed
     reset_s: float  # until the tightest bucket is full again
     tightest: int = 0  # index of the tightest bucket (the one that refused, if refused)
+    # the values of the keys the check was asked to read as well (allowed requests only)
+    read: tuple[bytes | None, ...] = ()
 
 
 def refill(bucket: Bucket, state: BucketState | None, now: float) -> float:
@@ -78,14 +80,18 @@ def idle_ttl_s(bucket: Bucket) -> int:
     return math.ceil(bucket.capacity / bucket.rate) + 1
 
 
-# KEYS: one per bucket. ARGV: cost, then capacity, rate, ttl for each bucket.
+# KEYS: one per bucket, then any keys to read. ARGV: cost, then capacity, rate, ttl for
+# each bucket (so the buckets are the first (#ARGV - 1) / 3 keys).
 # Returns {allowed, limit, remaining, retry_after_ms, reset_ms, tightest (0-based)}:
-# integers, because Redis truncates Lua numbers to integers on the way out.
+# integers, because Redis truncates Lua numbers to integers on the way out. When allowed,
+# the values of the keys to read follow (nil for a missing one): a request's own read
+# (the product cache's value and floor) rides on the limiter's round trip. A refused
+# request reads nothing.
 LUA_TAKE = """
 local cost = tonumber(ARGV[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local n = #KEYS
+local n = (#ARGV - 1) / 3
 local levels, caps, rates = {}, {}, {}
 local allowed = true
 for i = 1, n do
@@ -114,6 +120,11 @@ for i = 1, n do
 end
 local remaining = math.max(0, math.floor(levels[tight] / cost))
 local reset = (caps[tight] - levels[tight]) / rates[tight]
-return {allowed and 1 or 0, caps[tight], remaining, math.ceil(retry * 1000),
-        math.ceil(reset * 1000), tight - 1}
+local out = {allowed and 1 or 0, caps[tight], remaining, math.ceil(retry * 1000),
+             math.ceil(reset * 1000), tight - 1}
+if allowed and #KEYS > n then
+  local read = redis.call('MGET', unpack(KEYS, n + 1, #KEYS))
+  for i = 1, #read do out[6 + i] = read[i] end
+end
+return out
 """

@@ -19,6 +19,7 @@ from pydantic import WithJsonSchema
 from app.auth import AdminDep
 from app.deps import StoresDep
 from app.problems import Conflict, InvalidField, NotFound, PreconditionFailed
+from app.product_prefetch import prefetched_of
 from app.schemas.products import (
     PRICE_PATTERN,
     ProductIn,
@@ -35,7 +36,7 @@ from storage.cursor import InvalidCursor, decode_cursor, encode_cursor
 from storage.errors import StoreUnavailable
 from storage.money import to_minor
 from storage.postgres import read_connection
-from storage.product_cache import Entry
+from storage.product_cache import Entry, Prefetched
 
 router = APIRouter(prefix="/products", tags=["products"])
 bench_router = APIRouter(include_in_schema=False)
@@ -150,10 +151,25 @@ async def create_product(
     responses={**_NOT_FOUND, 304: {"description": "If-None-Match matches"}},
 )
 async def get_product(
+    request: Request,
     product_id: ProductId,
     stores: StoresDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
+    # Served by `hot_read` (below) for every well-formed id; this route documents the
+    # operation and answers the ids that one leaves to FastAPI's validation.
+    entry = await product_entry(stores, product_id, prefetched_of(request.scope))
+    etag = _etag(entry.version)
+    if names_tag(if_none_match, etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    return _respond(entry)
+
+
+async def product_entry(
+    stores: Stores, product_id: int, prefetched: Prefetched | None = None
+) -> Entry:
+    """The product's response (the cache, or Postgres on a miss); NotFound if none."""
+
     async def load() -> Entry | None:
         with postgres_errors():
             async with read_connection(stores.pg) as conn:
@@ -164,15 +180,17 @@ async def get_product(
         return Entry(product.version, _body(product, image))
 
     if stores.settings.cache_enabled:
-        entry = await stores.product_cache.get_or_load(product_id, load)
+        entry = await stores.product_cache.get_or_load(product_id, load, prefetched)
     else:
         entry = await load()
     if entry is None:
         raise NotFound(f"product {product_id} not found")
-    etag = _etag(entry.version)
-    if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
-        return Response(status_code=304, headers={"ETag": etag})
-    return _respond(entry)
+    return entry
+
+
+def names_tag(if_none_match: str | None, etag: str) -> bool:
+    """True if an If-None-Match value lists this entity tag."""
+    return if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}
 
 
 @router.patch(
