@@ -74,8 +74,11 @@ def scratch_env(settings: Settings) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def scratch_stores(settings: Settings) -> AsyncIterator[Settings]:
-    """Migrate the run's schema; on exit drop everything the run may have made."""
-    await asyncio.to_thread(migrate.upgrade, settings.database_url, settings.database_schema)
+    """Create the run's schema at the migrations' heads; on exit drop everything the run
+    may have made."""
+    await asyncio.to_thread(
+        migrate.create_schema_at_heads, settings.database_url, settings.database_schema
+    )
     try:
         yield settings
     finally:
@@ -83,12 +86,32 @@ async def scratch_stores(settings: Settings) -> AsyncIterator[Settings]:
 
 
 async def drop_scratch_state(settings: Settings) -> None:
-    """Remove the run's schemas, keys, indices, queues, bucket and DuckDB file. A store the
-    run stopped on purpose (a fault test) is skipped: its names die with the run's tag."""
-    async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as c:
-        await c.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
-        await c.execute(f'DROP SCHEMA IF EXISTS "{settings.lake_metadata_schema}" CASCADE')
+    """Remove the run's schemas, keys, indices, queues, bucket and DuckDB file, each store
+    at the same time. A store the run stopped on purpose (a fault test) is skipped: its
+    names die with the run's tag."""
+    results = await asyncio.gather(
+        _drop_schemas(settings),
+        _drop_keys(settings),
+        drop_scratch_indices(settings),
+        _drop_topology(settings),
+        _drop_bucket(settings),
+        asyncio.to_thread(Path(settings.duckdb_path).unlink, missing_ok=True),
+        return_exceptions=True,  # every removal runs to its end before an error is raised
+    )
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
+
+async def _drop_schemas(settings: Settings) -> None:
+    async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as c:
+        await c.execute(
+            f'DROP SCHEMA IF EXISTS "{settings.database_schema}",'
+            f' "{settings.lake_metadata_schema}" CASCADE'
+        )
+
+
+async def _drop_keys(settings: Settings) -> None:
     redis = create_redis(settings.redis_url, timeout_s=2)
     try:
         keys = [k async for k in redis.scan_iter(match=f"{settings.redis_prefix}*", count=1000)]
@@ -99,17 +122,19 @@ async def drop_scratch_state(settings: Settings) -> None:
     finally:
         await redis.aclose()
 
-    await drop_scratch_indices(settings)
 
+async def _drop_topology(settings: Settings) -> None:
     with contextlib.suppress(Exception):
         await delete_topology(
             settings.broker_url.get_secret_value(),
             Topology(settings.broker_prefix, settings.broker_delivery_limit),
             timeout_s=3,
         )
+
+
+async def _drop_bucket(settings: Settings) -> None:
     with contextlib.suppress(Exception):
         await asyncio.to_thread(remove_bucket, create_blob_client(settings), settings.s3_bucket)
-    await asyncio.to_thread(Path(settings.duckdb_path).unlink, missing_ok=True)
 
 
 async def drop_scratch_indices(settings: Settings) -> None:

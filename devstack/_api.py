@@ -176,6 +176,9 @@ def up(
     programs; ``None`` keeps the ones from the previous ``up``, ``[]`` removes them.
     Returns the ``POLYSHOP_*`` variables, also written to ``.devstack/services.env``.
     """
+    if too_high := ports(layout).above_max():
+        # else a service would only fail to get ready (the fault suite at +6400 once)
+        raise StackError(f"port offset {layout.port_offset} puts ports above 65535: {too_high}")
     with Steps(progress) as steps:
         _ensure_dirs(layout)
         _install_all(layout, steps)

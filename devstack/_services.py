@@ -66,6 +66,9 @@ SERVICES: Final = (
 )
 
 
+MAX_PORT = 65535
+
+
 @dataclass(frozen=True)
 class Ports:
     """Every port of one instance: each field's default (the default instance's port)
@@ -97,6 +100,11 @@ class Ports:
         for port in fields(self):
             if port.name != "offset":
                 object.__setattr__(self, port.name, port.default + self.offset)  # type: ignore[operator]
+
+    def above_max(self) -> dict[str, int]:
+        """The ports this offset pushes past 65535 (an instance cannot start with any)."""
+        named = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "offset"}
+        return {name: port for name, port in named.items() if port > MAX_PORT}
 
     def by_service(self) -> dict[str, tuple[int, ...]]:
         return {

@@ -157,3 +157,10 @@ def test_nginx_accepts_the_generated_conf(tmp_path: Path, in_proxy: str) -> None
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_an_offset_that_pushes_a_port_past_65535_is_refused() -> None:
+    assert devstack.Ports(6224).above_max() == {}
+    assert devstack.Ports(6400).above_max()["opensearch_transport"] == 65701
+    with pytest.raises(devstack.StackError, match="opensearch_transport"):
+        devstack.up(progress=False, layout=devstack.instance("unit", 6400))
