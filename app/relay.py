@@ -3,7 +3,9 @@
 Per consumer, a batch is claimed in one transaction (`FOR UPDATE SKIP LOCKED`, so several
 workers share the work without handing one event to two of them at once), applied, and
 acknowledged in that same transaction. A batch that fails is pushed back with exponential
-backoff and, past `outbox_max_attempts`, dead-lettered.
+backoff, capped at `outbox_backoff_max_s` (so a store that comes back after a long outage
+gets its events within that bound, not after the last doubled delay), and, past
+`outbox_max_attempts`, dead-lettered.
 
 The relay sleeps on LISTEN (the outbox trigger NOTIFYs at commit with the schema name as
 payload) and polls every `outbox_poll_s` only as a fallback: for retries whose backoff
@@ -63,6 +65,7 @@ class Relay:
                     f"{type(exc).__name__}: {exc}",
                     max_attempts=s.outbox_max_attempts,
                     backoff_s=s.outbox_backoff_s,
+                    backoff_max_s=s.outbox_backoff_max_s,
                 )
                 OUTBOX_FAILURES.labels(consumer.name).inc()
                 OUTBOX_DEAD_LETTERS.labels(consumer.name).inc(dead)

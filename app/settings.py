@@ -117,8 +117,13 @@ class Settings(BaseSettings):
 
     # Outbox relay (worker)
     outbox_batch_size: int = Field(200, ge=1, le=10_000)
-    outbox_max_attempts: int = Field(10, ge=1, description="then the event is dead-lettered")
+    outbox_max_attempts: int = Field(
+        25, ge=1, description="then the event is dead-lettered (about 10 min of outage)"
+    )
     outbox_backoff_s: float = Field(1.0, gt=0, description="first retry delay, doubled each time")
+    outbox_backoff_max_s: float = Field(
+        30.0, gt=0, description="the retry delay never exceeds this (a store back is retried soon)"
+    )
     outbox_poll_s: float = Field(5.0, gt=0, description="fallback poll when no NOTIFY arrives")
 
     # Jobs on RabbitMQ (jobs/, notifications/, memberships/; docs/jobs.md)

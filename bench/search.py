@@ -10,6 +10,10 @@ reindex path vs a raw `_bulk` of the same prepared documents, the engine-bound r
 app vs engine latency, suggest, commit-to-searchable; then Postgres full-text on the same
 queries, as a ratio to each engine.
 
+`--lock FILE` (e.g. /work/wt/bench.lock): take that flock only around each measured part
+(an engine's bulk rates; its queries, suggest and lag; Postgres), and seed and build the
+live index outside it, so a 100k run holds a shared machine's lock in shorter turns.
+
 Runs in its own Postgres schema and index prefix, both removed afterwards. The app is
 driven in process over ASGI (no network hop), so "app vs engine" is the cost of our
 layer: validation, the DSL builder, one engine round-trip, shaping the JSON.
@@ -19,12 +23,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import random
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -356,6 +362,24 @@ ENGINE_URL_VARS = {
 }
 
 
+@contextlib.asynccontextmanager
+async def measuring(lock: Path | None, part: str) -> AsyncIterator[None]:
+    """Hold `lock` (an flock, shared with other benchmarks) while one part is measured."""
+    if lock is None:
+        yield
+        return
+    with lock.open("a") as handle:
+        waited = time.perf_counter()
+        await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
+        held = time.perf_counter()
+        print(f"  [{part}: lock after {held - waited:.0f} s wait; load {_loadavg()}]")
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            print(f"  [{part}: lock held {time.perf_counter() - held:.0f} s]")
+
+
 def engine_settings(settings: Settings, engine: str) -> Settings:
     """The run's settings pointed at `engine`'s node (the dev stack's services.env names
     both; the configured engine keeps POLYSHOP_SEARCH_URL)."""
@@ -373,6 +397,7 @@ async def main(
     lag_writes: int,
     engines: list[str] | None = None,
     rounds: int = 2,
+    lock: Path | None = None,
 ) -> None:
     """`engines` None: the configured engine only."""
     settings = bench_settings(get_settings(), "search", search_timeout_s=30.0)
@@ -389,13 +414,13 @@ async def main(
             try:
                 async with open_stores(on_engine, application_name="polyshop-bench") as stores:
                     engine_p[engine] = await run(
-                        stores, on_engine, n_products, log, lag_writes, rounds
+                        stores, on_engine, n_products, log, lag_writes, rounds, lock
                     )
             finally:
                 if engine != settings.search_engine:  # bench_stores cleans the configured one
                     await drop_bench_indices(on_engine)
         print(f"\n=== postgres full-text, same {len(log)} queries; load {_loadavg()}")
-        pg = await bench_postgres(settings, log)
+        pg = await bench_postgres(settings, log, lock)
         for engine, (p50, p99) in engine_p.items():
             print(f"  ratio postgres/{engine} p50 {pg[0] / p50:.2f}x, p99 {pg[1] / p99:.2f}x")
     print(f"\nload average at the end: {_loadavg()}")
@@ -415,10 +440,12 @@ async def run(
     log: list[dict[str, Any]],
     lag_writes: int,
     rounds: int = 2,
+    lock: Path | None = None,
 ) -> tuple[float, float]:
     """Every engine-side figure on one engine; its search p50/p99 (s), for the Postgres
     comparison."""
-    rates = await bench_indexing(stores, n_products, rounds)
+    async with measuring(lock, "bulk rates"):
+        rates = await bench_indexing(stores, n_products, rounds)
     for path in ("reindex path", "engine-bound"):
         off, on = rates[f"{path}, refresh off"], rates[f"{path}, refresh 1 s"]
         print(f"bulk indexing, {path}: refresh off {off:.0f} docs/s, refresh 1 s {on:.0f} docs/s")
@@ -432,7 +459,10 @@ async def run(
     await reindex(stores.pg, stores.search, settings.search_index_prefix)
     alias = alias_name(settings.search_index_prefix)
     app = create_app(settings)
-    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
+    async with (
+        measuring(lock, "queries, suggest, lag"),
+        LifespanManager(app, startup_timeout=30, shutdown_timeout=30),
+    ):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             engine = stores.search
@@ -479,7 +509,7 @@ async def run(
             print(f"suggest via app:    {_summary(suggest_times)}")
             print(f"suggest via engine: {_summary(suggest_engine)}")
 
-    lags = await bench_lag(stores, lag_writes, n_products)
+        lags = await bench_lag(stores, lag_writes, n_products)
     print(
         f"commit-to-searchable ({len(lags)} writes): p50 {_pct(lags, 0.5):.0f} ms,"
         f" p95 {_pct(lags, 0.95):.0f} ms, p99 {_pct(lags, 0.99):.0f} ms,"
@@ -488,7 +518,9 @@ async def run(
     return _pct(engine_times, 0.5), _pct(engine_times, 0.99)
 
 
-async def bench_postgres(settings: Settings, log: list[dict[str, Any]]) -> tuple[float, float]:
+async def bench_postgres(
+    settings: Settings, log: list[dict[str, Any]], lock: Path | None = None
+) -> tuple[float, float]:
     """The same query log on Postgres full-text (tsvector + GIN); its p50/p99 (s)."""
     async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
         await conn.execute(f'SET search_path = "{settings.database_schema}"')
@@ -500,8 +532,9 @@ async def bench_postgres(settings: Settings, log: list[dict[str, Any]]) -> tuple
         def pg_call(p: dict[str, Any]) -> Callable[[], Awaitable[Any]]:
             return lambda: pg_search(conn, p)
 
-        await _timed([pg_call(p) for p in log[:50]])
-        pg_times = await _timed([pg_call(p) for p in log])
+        async with measuring(lock, "postgres"):
+            await _timed([pg_call(p) for p in log[:50]])
+            pg_times = await _timed([pg_call(p) for p in log])
     print(f"search via postgres FTS: {_summary(pg_times)}")
     return _pct(pg_times, 0.5), _pct(pg_times, 0.99)
 
@@ -517,8 +550,14 @@ if __name__ == "__main__":
         help="comma-separated, each measured in this run on the same products and queries",
     )
     parser.add_argument("--rounds", type=int, default=2, help="bulk indexing rounds (best kept)")
+    parser.add_argument(
+        "--lock",
+        type=Path,
+        help="an flock file taken only around each measured part (seeding and the live"
+        " index are built outside it)",
+    )
     args = parser.parse_args()
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     if unknown := set(engines) - set(ENGINE_URL_VARS):
         parser.error(f"--engines: unknown {sorted(unknown)} (known: {sorted(ENGINE_URL_VARS)})")
-    asyncio.run(main(args.products, args.queries, args.lag_writes, engines, args.rounds))
+    asyncio.run(main(args.products, args.queries, args.lag_writes, engines, args.rounds, args.lock))

@@ -98,18 +98,28 @@ async def fail(
     *,
     max_attempts: int,
     backoff_s: float,
+    backoff_max_s: float,
 ) -> int:
-    """Push failed events back with exponential backoff; move those past `max_attempts`
-    to the dead letters. Returns how many were dead-lettered."""
+    """Push failed events back with exponential backoff (`backoff_s` doubled per attempt,
+    never more than `backoff_max_s`: once the store is back, its events are retried
+    within that bound however long it was down); move those past `max_attempts` to the
+    dead letters. Returns how many were dead-lettered."""
     await conn.execute(
         """
         UPDATE outbox_pending
            SET attempts = attempts + 1,
                last_error = %(error)s,
-               available_at = now() + make_interval(secs => %(backoff)s * power(2, attempts))
+               available_at = now() + make_interval(
+                   secs => least(%(cap)s, %(backoff)s * power(2, least(attempts, 60))))
          WHERE consumer = %(consumer)s AND event_id = ANY(%(ids)s)
         """,
-        {"error": error[:2000], "backoff": backoff_s, "consumer": consumer, "ids": list(event_ids)},
+        {
+            "error": error[:2000],
+            "backoff": backoff_s,
+            "cap": backoff_max_s,
+            "consumer": consumer,
+            "ids": list(event_ids),
+        },
     )
     cur = await conn.execute(
         """

@@ -4,6 +4,7 @@ backoff and dead letters, and the LISTEN/NOTIFY wake-up."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -121,6 +122,43 @@ async def test_failing_consumer_backs_off_then_dead_letters(relay_stores: Stores
         )
         assert [r["attempts"] for r in await cur.fetchall()] == [3, 3, 3]
     assert await pending(relay_stores, "cache") == 3  # the healthy consumer is unaffected
+
+
+async def test_a_store_back_after_a_long_outage_is_retried_within_the_cap(
+    relay_stores: Stores,
+) -> None:
+    """The retry delay doubles per attempt but never exceeds outbox_backoff_max_s: events
+    that failed many times while their store was down (here: 20 attempts, an uncapped
+    delay of 2^20 s) are retried within the cap once it is back."""
+    stores = dataclasses.replace(
+        relay_stores,
+        settings=relay_stores.settings.model_copy(
+            update={"outbox_max_attempts": 100, "outbox_backoff_max_s": 1.0}
+        ),
+    )
+    await emit_events(stores, 3)
+    async with stores.pg.connection() as conn:
+        await conn.execute("UPDATE outbox_pending SET attempts = 20 WHERE consumer = 'search'")
+    store = Recorder("search", fail=True)
+    relay = Relay(stores, [store])
+    await relay.drain()
+    assert store.calls == 1
+    async with stores.pg.connection() as conn:
+        cur = await conn.execute(
+            "SELECT attempts, available_at <= now() + interval '1 second' AS within_cap"
+            " FROM outbox_pending WHERE consumer = 'search'"
+        )
+        rows = await cur.fetchall()
+    assert [(r["attempts"], r["within_cap"]) for r in rows] == [(21, True)] * 3
+
+    store.fail = False  # the store is back
+    for _ in range(100):
+        if await pending(stores, "search") == 0:
+            break
+        await asyncio.sleep(0.1)
+        await relay.drain()
+    assert await pending(stores, "search") == 0
+    assert store.calls == 2 and len(store.seen) == 3
 
 
 async def test_listen_wakes_the_relay_without_polling(relay_stores: Stores) -> None:

@@ -1,4 +1,5 @@
-"""`polyshop search evaluate` against the real engine, on a small catalog made here."""
+"""`polyshop search evaluate` against the real engine (the scoring run on each engine), on
+a small catalog made here."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 from app.commands import search as search_commands
 from app.settings import Settings
 from app.stores import Stores
-from tests.support.search import consumer_for, drain, insert_product
+from tests.support.search import ON_EACH_ENGINE, consumer_for, drain, insert_product
 
 PRODUCTS = [
     # sku, name, category
@@ -37,6 +38,7 @@ def cli_settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Setting
     return settings
 
 
+@ON_EACH_ENGINE
 async def test_evaluate_scores_polyshop_beside_the_baseline(
     cli_settings: Settings, stores: Stores, tmp_path: Path
 ) -> None:

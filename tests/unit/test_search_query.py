@@ -186,3 +186,11 @@ def test_the_type_head_includes_the_glued_last_two_words() -> None:
     assert type_heads("Armchairs") == ["Armchairs"]
     assert type_heads("TV & Video") == ["Video"]
     assert type_heads("") == []
+
+
+def test_highlighting_marks_the_shoppers_words_not_the_ranking_query() -> None:
+    body = search_body(SearchParams(q="oak desk"))
+    assert body["highlight"]["highlight_query"] == {
+        "multi_match": {"query": "oak desk", "fields": ["name", "description"]}
+    }
+    assert "highlight" not in search_body(SearchParams(q=""))
