@@ -131,7 +131,9 @@ def execute_lake_run(job: EtlJob, handle: RunHandle, result: RunResult, lake: La
         tracking.grant_catalog_read(conn, lake.metadata_schema, lake.reader_role)
     ensure_bucket(lake)
 
-    with engine.lake_writer(lake, cfg.database_url, cfg.threads, cfg.memory_limit) as duck:
+    with engine.lake_writer(
+        lake, cfg.database_url, cfg.threads, cfg.memory_limit, cfg.engine_max_runs
+    ) as duck:
         duck.execute("BEGIN")
         since, last_run = lake_watermark(duck, cfg.configuration.name)
         if since is not None and last_run is not None:
