@@ -49,6 +49,14 @@ class Sample:
     threads: int
 
 
+def malloc_trim() -> None:
+    """glibc's malloc_trim(0): every arena's free pages back to the system."""
+    import ctypes
+    import ctypes.util
+
+    ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+
+
 def duckdb_bytes() -> int:
     total = 0
     for con in list(engine._engines.values()):
@@ -99,9 +107,7 @@ def measure(settings: Settings, args: argparse.Namespace) -> list[Sample]:
                 for threads, limit in list(engine._engines):
                     engine._discard(threads, limit)
             if args.trim:
-                from kit.memory import release_free_memory
-
-                release_free_memory()
+                malloc_trim()
             samples.append(sample(run))
             if run % args.every == 0 or run == args.runs:
                 print(line(samples[-1]), flush=True)
