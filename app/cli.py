@@ -27,7 +27,9 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        proxy_headers=True,
+        # the app reads a trusted proxy's headers itself, from the one settings list
+        # (`trusted_proxies`, app/middleware); uvicorn's own list would be a second one
+        proxy_headers=False,
         timeout_graceful_shutdown=20,
         access_log=False,
     )

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # ISO 4217 currencies whose minor unit is not a hundredth (0, 3 or 4 decimals). Prices
@@ -47,6 +48,10 @@ NOT_TWO_DECIMALS = frozenset(
 
 DEV_S3_SECRET = "polyshop-dev-secret"
 DEV_KEY_PEPPER = "polyshop-dev-pepper"
+
+
+def _loopback() -> list[IPvAnyNetwork]:
+    return [IPv4Network("127.0.0.1/32"), IPv6Network("::1/128")]
 
 
 class Settings(BaseSettings):
@@ -276,9 +281,11 @@ class Settings(BaseSettings):
     rate_limit_fail_open_s: float = Field(
         5.0, ge=0, description="Redis failed: requests pass unlimited for this long"
     )
-    trusted_proxies: list[str] = Field(
-        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
-        description="addresses/CIDRs whose X-Forwarded-For is believed (nginx)",
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=_loopback,
+        description="addresses/CIDRs of the proxies in front (nginx) whose X-Forwarded-For"
+        " and X-Forwarded-Proto are believed: the client address of the rate limit and"
+        " the sign-in throttle, HTTPS for the cookies; from any other peer they are ignored",
     )
     max_body_bytes: int = Field(1024 * 1024, gt=0, description="request body limit (JSON)")
     access_log: bool = Field(True, description="one structured log line per request")

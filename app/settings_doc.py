@@ -22,7 +22,7 @@ def _default(value: object) -> str:
     if isinstance(value, SecretStr):
         return "(dev secret; required in production)"
     if isinstance(value, list):  # as the environment must spell it: JSON
-        return json.dumps(value)
+        return json.dumps(value, default=str)  # addresses, networks: their text
     return str(value)
 
 

@@ -3,7 +3,8 @@
     uv run python -m bench.analytics [--lines 1000000]   # also run with 2000000, 4000000
     uv run python -m bench.analytics --lines 10000000 --rounds 1 --query-rounds 1 --no-csv-loader
 
-In its own Postgres schema and temp directory (both removed afterwards):
+On store names of its own (bench/isolation.py: Postgres schema, lake catalog schema,
+bucket, DuckDB file in a temp directory; all removed afterwards), never the shop's:
 1. generates a shop (orders with 4 lines each) with SQL in Postgres;
 2. baselines: a raw `COPY (SELECT ...) TO STDOUT` of the same rows, read by psycopg and
    thrown away, in text format (the issue's `COPY ... TO STDOUT`, the default format) and
@@ -24,7 +25,7 @@ In its own Postgres schema and temp directory (both removed afterwards):
    the same data: full refresh against the raw COPY, the empty and the 1% incremental
    run, commit to queryable (COMMIT plus the time until another reader instance answers
    from the new snapshot), the ten queries against Postgres and against the file
-   backend's times (lake / file). Its catalog schema and bucket are removed afterwards.
+   backend's times (lake / file), in the run's catalog schema and bucket.
 
 The machine's load average is printed at the start, before the queries and at the end.
 
@@ -38,13 +39,14 @@ were not faster on these queries.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import decimal
 import math
 import os
+import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,9 @@ import psycopg
 
 from analytics.duck import AnalyticsStore
 from analytics.sandbox import run_query
+from app.settings import Settings, get_settings
+from app.stores import lake_config
+from bench.isolation import bench_settings, drop_bench_state
 from etl import engine
 from etl.runner import EtlConfig, EtlJob, Kind, RunResult
 from etl.tables import SHOP
@@ -289,20 +294,28 @@ def compare_queries(
     return ratios
 
 
-def change_one_percent(conn: psycopg.Connection[Any], r: int) -> None:
+def change_some(conn: psycopg.Connection[Any], r: int, every: int) -> None:
+    """Change every `every`-th order line and order (100: 1%), a different set for each `r`."""
     conn.execute(
-        "UPDATE order_lines SET quantity = quantity + 1 WHERE (order_id * 4 + line_no) %% 100 = %s",
-        ((7 + r) % 100,),
+        "UPDATE order_lines SET quantity = quantity + 1 WHERE (order_id * 4 + line_no) %% %s = %s",
+        (every, (7 + r) % every),
     )
     conn.execute(
-        "UPDATE orders SET status = 'shipped', updated_at = now() WHERE id %% 100 = %s",
-        ((3 + r) % 100,),
+        "UPDATE orders SET status = 'shipped', updated_at = now() WHERE id %% %s = %s",
+        (every, (3 + r) % every),
     )
+
+
+def phases(result: RunResult, wall_s: float) -> str:
+    """A run's time by phase (tables, commit, and the lake's other phases), in ms."""
+    parts = [f"{name} {seconds * 1000:.0f}" for name, seconds in result.seconds.items()]
+    rest = wall_s - sum(result.seconds.values())
+    return ", ".join([*parts, f"rest {rest * 1000:.0f}"]) + " ms"
 
 
 def bench_lake(
     args: argparse.Namespace,
-    schema: str,
+    settings: Settings,
     conn: psycopg.Connection[Any],
     rows: dict[str, int],
     total_rows: int,
@@ -311,22 +324,19 @@ def bench_lake(
 ) -> None:
     """The same figures for the DuckLake backend (catalog in Postgres, Parquet on MinIO),
     against the same Postgres data and the raw COPY baseline measured above."""
-    from analytics.lake import LakeConfig, LakeStore
+    from analytics.lake import LakeStore
     from etl.maintenance import lake_status
-    from storage.blobs import create_minio, remove_bucket
 
-    tag = schema.rsplit("_", 1)[1]
-    lake = LakeConfig(
-        catalog_url=args.url,
-        metadata_schema=f"{schema}_lake",
-        bucket=f"bench-lake-{tag}",
-        prefix="lake/",
-        s3_endpoint=args.s3_endpoint,
-        s3_access_key=args.s3_access_key,
-        s3_secret_key=args.s3_secret_key,
-    )
+    # as the app configures it, on the run's own catalog schema and bucket
+    # (bench/isolation.py), dropped with the rest
+    lake = lake_config(settings.model_copy(update={"analytics_backend": "ducklake"}))
+    assert lake is not None
     print(f"--- ducklake backend (data {lake.data_path}, catalog {lake.metadata_schema}) ---")
-    job = EtlJob(EtlConfig(args.url, schema, Path("/nonexistent"), SHOP, lake=lake))
+    job = EtlJob(
+        EtlConfig(
+            settings.database_url, settings.database_schema, Path("/nonexistent"), SHOP, lake=lake
+        )
+    )
     readers = [LakeStore(lake), LakeStore(lake)]
     try:
         full_s = math.inf
@@ -341,11 +351,15 @@ def bench_lake(
             f" COPY text {text_s / full_s:.2f} (round by round, against that round's COPY:"
             f" {', '.join(per_round)})"
         )
-        empty = min(run_etl(job, "incremental")[1] for _ in range(args.rounds))
+        empty = math.inf
+        for _ in range(args.rounds):
+            quiet, quiet_s = run_etl(job, "incremental")
+            empty = min(empty, quiet_s)
+            print(f"  lake empty run: {quiet_s:.2f} s ({phases(quiet, quiet_s)})")
         print(f"lake empty incremental run (fixed cost): {empty:.2f} s")
         incr_s, visible = math.inf, []
         for r in range(args.rounds):
-            change_one_percent(conn, 50 + r)
+            change_some(conn, 50 + r, args.change_every)
             incr, incr_r = run_etl(job, "incremental")
             incr_s = min(incr_s, incr_r)
             # commit to queryable: the run returned; how long until a reader (another
@@ -359,15 +373,16 @@ def bench_lake(
                     break
             visible.append(time.perf_counter() - t0 + incr.seconds.get("commit", 0.0))
             print(f"  lake incremental {r + 1}: {incr_r:.2f} s rows={incr.rows}")
+            print(f"    {phases(incr, incr_r)}")
         print(
-            f"lake incremental with ~{rows['order_lines'] // 100:,} changed lines:"
+            f"lake incremental with ~{rows['order_lines'] // args.change_every:,} changed lines:"
             f" {incr_s:.2f} s -> full / incremental = {full_s / incr_s:.1f}x"
         )
         print(
             "lake commit to queryable (COMMIT + until another reader instance sees the"
             f" snapshot): best {min(visible) * 1000:.0f} ms, worst {max(visible) * 1000:.0f} ms"
         )
-        status = lake_status(args.url, lake)
+        status = lake_status(settings.database_url, lake)
         print(
             f"lake: {status['snapshots']} snapshots, {status['data_files']} data files"
             f" ({status['data_bytes'] / 1e6:.1f} MB), {status['delete_files']} delete files"
@@ -388,20 +403,12 @@ def bench_lake(
     finally:
         for reader in readers:
             reader.close()
-        with psycopg.connect(args.url, autocommit=True) as c:
-            c.execute(f'DROP SCHEMA IF EXISTS "{lake.metadata_schema}" CASCADE')
-        remove_bucket(
-            create_minio(
-                lake.s3_endpoint, access_key=lake.s3_access_key, secret_key=lake.s3_secret_key
-            ),
-            lake.bucket,
-        )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", type=int, default=1_000_000, help="order lines to generate")
-    parser.add_argument("--url", default="postgresql://polyshop@127.0.0.1:55432/polyshop")
+    parser.add_argument("--url", default=None, help="Postgres (default: POLYSHOP_DATABASE_URL)")
     parser.add_argument("--rounds", type=int, default=3, help="repetitions (best of)")
     parser.add_argument(
         "--backends", default="file,ducklake", help="file, ducklake or both (comma-separated)"
@@ -415,18 +422,31 @@ def main() -> None:
         action="store_false",
         help="skip loader B (psycopg COPY csv -> DuckDB), the slowest step at 10M lines",
     )
-    parser.add_argument("--s3-endpoint", default=os.environ.get("POLYSHOP_S3_ENDPOINT", ""))
-    parser.add_argument("--s3-access-key", default=os.environ.get("POLYSHOP_S3_ACCESS_KEY", ""))
-    parser.add_argument("--s3-secret-key", default=os.environ.get("POLYSHOP_S3_SECRET_KEY", ""))
-    args = parser.parse_args()
+    parser.add_argument(
+        "--change-every",
+        type=int,
+        default=100,
+        help="an incremental run follows a change of every N-th order line and order"
+        " (100: 1%%; 1000 at 10M lines changes as many rows as 100 at 1M)",
+    )
+    args = parser.parse_args(argv)
 
     print(f"start: {load()}")
-    schema = f"bench_analytics_{uuid.uuid4().hex[:8]}"
-    migrate.upgrade(args.url, schema)
+    # every store name of its own (bench/isolation.py): schema, lake catalog, bucket,
+    # DuckDB file, ...; all dropped afterwards, whatever the environment points at.
+    # The S3 endpoint and keys come from POLYSHOP_S3_* (the settings).
     workdir = Path(tempfile.mkdtemp(prefix="bench-analytics-"))
-    conn = psycopg.connect(
-        args.url, autocommit=True, options=f"-c search_path={schema} -c TimeZone=UTC"
+    base = get_settings()
+    settings = bench_settings(
+        base,
+        "analytics",
+        database_url=args.url or base.database_url,
+        duckdb_path=workdir / "shop.duckdb",
     )
+    schema = settings.database_schema
+    migrate.upgrade(settings.database_url, schema)
+    url = settings.database_url
+    conn = psycopg.connect(url, autocommit=True, options=f"-c search_path={schema} -c TimeZone=UTC")
     try:
         gen_s = timed(lambda: generate(conn, args.lines))
         rows = {
@@ -436,7 +456,7 @@ def main() -> None:
         total_rows = sum(rows.values())
         print(f"generated {rows} in {gen_s:.1f} s (schema {schema})")
 
-        job = EtlJob(EtlConfig(args.url, schema, workdir / "shop.duckdb", SHOP))
+        job = EtlJob(EtlConfig(url, schema, settings.duckdb_path, SHOP))
         first = job.run("full")  # also installs the change-log triggers
         assert first.status == "succeeded", first.error
         # alternate the baselines and the ETL so that load from other processes on the
@@ -447,7 +467,7 @@ def main() -> None:
         for _ in range(args.rounds):
             text_r = timed(lambda: raw_copy(conn, "text"))
             binary_s = min(binary_s, timed(lambda: raw_copy(conn, "binary")))
-            scan_s = min(scan_s, timed(lambda: extension_scan(args.url, schema)))
+            scan_s = min(scan_s, timed(lambda: extension_scan(url, schema)))
             full, full_r = run_etl(job, "full")
             if full_r < full_s:
                 steps = {**full.seconds, "rest": full_r - sum(full.seconds.values())}
@@ -488,27 +508,20 @@ def main() -> None:
 
         empty = min(run_etl(job, "incremental")[1] for _ in range(args.rounds))
         print(f"empty incremental run (fixed cost): {empty:.2f} s")
-        changed = rows["order_lines"] // 100
+        changed = rows["order_lines"] // args.change_every
         incr_s = math.inf
         for r in range(args.rounds):
-            conn.execute(
-                "UPDATE order_lines SET quantity = quantity + 1 "
-                "WHERE (order_id * 4 + line_no) %% 100 = %s",
-                (7 + r,),
-            )
-            conn.execute(
-                "UPDATE orders SET status = 'shipped', updated_at = now() WHERE id %% 100 = %s",
-                (3 + r,),
-            )
+            change_some(conn, r, args.change_every)
             incr, incr_r = run_etl(job, "incremental")
             incr_s = min(incr_s, incr_r)
             print(f"  incremental {r + 1}: {incr_r:.2f} s rows={incr.rows}")
+            print(f"    {phases(incr, incr_r)}")
         print(
             f"incremental with ~{changed:,} changed lines: {incr_s:.2f} s"
             f" -> full / incremental = {full_s / incr_s:.1f}x"
         )
 
-        store = AnalyticsStore(workdir / "shop.duckdb")
+        store = AnalyticsStore(settings.duckdb_path)
         print(f"queries: {load()}")
         file_times: list[float] = []
         with store.connect_readonly() as duck:
@@ -517,14 +530,11 @@ def main() -> None:
         geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
         print(f"geometric mean DuckDB speed-up over Postgres: {geo:.1f}x")
         if "ducklake" in args.backends.split(","):
-            bench_lake(args, schema, conn, rows, total_rows, text_s, file_times)
+            bench_lake(args, settings, conn, rows, total_rows, text_s, file_times)
         print(f"end: {load()}")
     finally:
         conn.close()
-        with psycopg.connect(args.url, autocommit=True) as c:
-            c.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        import shutil
-
+        asyncio.run(drop_bench_state(settings))
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -120,6 +120,7 @@ def _server(port: int, **settings: str) -> Iterator[str]:
             "--port",
             str(port),
             "--no-access-log",
+            "--no-proxy-headers",  # as `polyshop serve`: the app reads them itself
             "--log-level",
             "warning",
         ],

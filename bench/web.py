@@ -3,7 +3,8 @@ query, and the storefront's JavaScript and CSS gzipped.
 
     uv run python -m bench.web --products 2000 --rounds 200
 
-Runs in its own Postgres schema, index prefix and bucket (removed afterwards). Both are
+Runs on store names of its own (bench/isolation.py: schema, Redis prefix, index prefix,
+bucket, ...; removed afterwards). Both are
 driven in process over ASGI (no network hop), alternating request by request, so the
 ratio is the cost of the page over the API: the same engine query, plus one Postgres
 query for the thumbnails and the Jinja2 rendering. Goals: page/API <= 1.3x; assets
@@ -18,7 +19,6 @@ import gzip
 import random
 import statistics
 import time
-import uuid
 from pathlib import Path
 
 import httpx
@@ -27,13 +27,12 @@ from asgi_lifespan import LifespanManager
 
 from app.main import create_app
 from app.settings import Settings, get_settings
-from app.stores import create_blob_client, open_stores
+from app.stores import open_stores
+from bench.isolation import bench_settings, bench_stores
 from images.blobs import ImageBlobs
 from sampledata import images as seed_images
 from sampledata import shop as seeding
 from search.reindex import reindex
-from storage import migrate
-from storage.blobs import remove_bucket
 from storage.postgres import connect_kwargs
 
 STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
@@ -109,27 +108,15 @@ async def main(n_products: int, rounds: int) -> None:
         print(f"asset {name}: {size / 1024:.1f} KB gzipped")
     total = sum(sizes.values())
     print(f"storefront JS+CSS: {total / 1024:.1f} KB gzipped (goal <= 100 KB)")
-    tag = uuid.uuid4().hex[:8]
-    settings = get_settings().model_copy(
-        update={
-            "database_schema": f"bench_web_{tag}",
-            "search_index_prefix": f"bench-web-{tag}",
-            "s3_bucket": f"bench-web-{tag}",
-            "search_timeout_s": 30.0,  # a loaded machine: the bulk load can stall
-        }
+    # its own schema, Redis prefix, index prefix, bucket, DuckDB file and broker prefix,
+    # all removed afterwards (bench/isolation.py): the shop's stores are never touched
+    settings = bench_settings(
+        get_settings(),
+        "web",
+        search_timeout_s=30.0,  # a loaded machine: the bulk load can stall
     )
-    await asyncio.to_thread(migrate.upgrade, settings.database_url, settings.database_schema)
-    try:
+    async with bench_stores(settings):
         await run(settings, n_products, rounds)
-    finally:
-        async with await psycopg.AsyncConnection.connect(
-            settings.database_url, autocommit=True
-        ) as conn:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
-        async with open_stores(settings, application_name="polyshop-bench") as stores:
-            found = await stores.search.indices_matching(f"{settings.search_index_prefix}*")
-            await stores.search.delete_indices(found)
-        await asyncio.to_thread(remove_bucket, create_blob_client(settings), settings.s3_bucket)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,7 @@ def _lake_engine(threads: int, memory_limit: str) -> duckdb.DuckDBPyConnection:
 
 
 def _discard(threads: int, memory_limit: str) -> None:
+    _attached.pop((threads, memory_limit), None)
     engine = _engines.pop((threads, memory_limit), None)
     _runs.pop((threads, memory_limit), None)
     if engine is not None:
@@ -117,6 +118,19 @@ def _served(threads: int, memory_limit: str, max_runs: int) -> None:
         _discard(threads, memory_limit)
 
 
+# The lake each writer engine has attached as `snap`, kept between runs: attaching it
+# (secrets, catalog reads) was 0.7-1.1 s of a 1.6-2.3 s empty run at 1M order lines on
+# the loaded machine (docs/benchmarks.md). A DuckLake transaction reads the catalog's
+# latest snapshot when it begins, so a kept attachment sees every other writer's commit.
+_attached: dict[tuple[int, str], LakeConfig] = {}
+
+
+def _detach_lake(duck: duckdb.DuckDBPyConnection, key: tuple[int, str]) -> None:
+    _attached.pop(key, None)
+    duck.execute("USE memory")
+    duck.execute(f"DETACH DATABASE IF EXISTS {SNAPSHOT}")
+
+
 @contextlib.contextmanager
 def writer(
     path: Path, database_url: str, threads: int, memory_limit: str, max_runs: int = 0
@@ -129,6 +143,7 @@ def writer(
     with _lock:
         duck = _engine(threads, memory_limit).cursor()
         try:
+            _detach_lake(duck, (threads, memory_limit))  # a lake a run of this process kept
             duck.execute(f"ATTACH {_lit(str(path))} AS {SNAPSHOT}")
             duck.execute(f"USE {SNAPSHOT}")
             duck.execute(f"ATTACH {_lit(database_url)} AS {POSTGRES} (TYPE postgres, READ_ONLY)")
@@ -155,23 +170,32 @@ def lake_writer(
 
     The run's DuckDB transaction is one DuckLake commit: Parquet files are written to the
     object store as the run goes, and the catalog (in Postgres) names them only at
-    COMMIT, in one Postgres transaction. On exit (success or not) a transaction still
-    open is rolled back and both are detached.
+    COMMIT, in one Postgres transaction. On exit a transaction still open is rolled back
+    and Postgres is detached; the lake stays attached for the process's next run of the
+    same lake, unless the run failed (then it is detached too, and the next run attaches
+    afresh: a lost catalog connection is never reused).
     """
+    key = (threads, memory_limit)
     with _lock:
         duck = _lake_engine(threads, memory_limit).cursor()
+        ok = False
         try:
-            attach(duck, lake, SNAPSHOT, read_only=False)
+            if _attached.get(key) != lake:
+                _detach_lake(duck, key)
+                attach(duck, lake, SNAPSHOT, read_only=False)
+                _attached[key] = lake
             duck.execute(f"USE {SNAPSHOT}")
             duck.execute(f"ATTACH {_lit(database_url)} AS {POSTGRES} (TYPE postgres, READ_ONLY)")
             yield duck
+            ok = True
         finally:
             try:
                 with contextlib.suppress(duckdb.Error):
                     duck.execute("ROLLBACK")
                 duck.execute("USE memory")
                 duck.execute(f"DETACH DATABASE IF EXISTS {POSTGRES}")
-                duck.execute(f"DETACH DATABASE IF EXISTS {SNAPSHOT}")
+                if not ok:
+                    _detach_lake(duck, key)
                 duck.close()
             except BaseException:
                 _discard(threads, memory_limit)

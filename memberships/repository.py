@@ -96,14 +96,31 @@ async def get(
     return None if row is None else _membership(_dict(cur, row))
 
 
+ListKey = tuple[int, datetime, int]  # (1 if active else 0, started_at, id): the list order
+
+
+def list_key(m: Membership) -> ListKey:
+    return (1 if m.status == "active" else 0, m.started_at, m.id)
+
+
 async def for_customer(
-    conn: AsyncConnection[Any], customer_id: int, *, limit: int = 100
+    conn: AsyncConnection[Any],
+    customer_id: int,
+    *,
+    after: ListKey | None = None,
+    limit: int = 100,
 ) -> list[Membership]:
-    """The customer's memberships, active ones first, then the newest."""
+    """The customer's memberships, active ones first, then the newest; keyset-paginated
+    on `list_key` (`after`: the last one seen). GET /memberships and the account page."""
+    where = "m.customer_id = %s"
+    params: list[Any] = [customer_id]
+    if after is not None:
+        where += " AND ((m.status = 'active')::int, m.started_at, m.id) < (%s, %s, %s)"
+        params.extend(after)
     cur = await conn.execute(
-        f"SELECT {_COLUMNS} FROM memberships m WHERE m.customer_id = %s"
-        " ORDER BY m.status = 'active' DESC, m.started_at DESC, m.id DESC LIMIT %s",
-        (customer_id, limit),
+        f"SELECT {_COLUMNS} FROM memberships m WHERE {where}"
+        " ORDER BY (m.status = 'active')::int DESC, m.started_at DESC, m.id DESC LIMIT %s",
+        (*params, limit),
     )
     return [_membership(_dict(cur, row)) for row in await cur.fetchall()]
 

@@ -1,5 +1,6 @@
-"""POST /memberships, GET /memberships/{id}, PATCH /memberships/{id} (renewal date),
-DELETE /memberships/{id} (cancel): the calling customer's own memberships only.
+"""POST /memberships, GET /memberships (a page of them), GET /memberships/{id},
+PATCH /memberships/{id} (renewal date), DELETE /memberships/{id} (cancel): the calling
+customer's own memberships only.
 
 The app builds the router with its own dependencies (who the customer is, a
 connection in a transaction, settings), so this package needs nothing from `app/`.
@@ -10,15 +11,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 from psycopg import AsyncConnection
 
 from memberships import repository
 from memberships.clock import system_clock
 from memberships.plans import PLANS
-from memberships.repository import AlreadyActive, Membership
-from memberships.schemas import MembershipIn, MembershipOut, MembershipPatch
+from memberships.repository import AlreadyActive, ListKey, Membership, list_key
+from memberships.schemas import MembershipIn, MembershipOut, MembershipPage, MembershipPatch
+from storage.cursor import InvalidCursor, decode_cursor, encode_cursor
+
+_CURSOR_KIND = "memberships"
+MAX_ID = 2**63 - 1
 
 
 def current_time() -> datetime:
@@ -26,17 +31,40 @@ def current_time() -> datetime:
     return system_clock()
 
 
+def _invalid(location: str, field: str, message: str) -> RequestValidationError:
+    """A 422 naming the field, as the app renders request validation errors."""
+    return RequestValidationError(
+        [{"loc": (location, field), "msg": message, "type": "value_error"}]
+    )
+
+
 def _future(field: str, value: datetime, now: datetime) -> None:
     if value <= now:
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ("body", field),
-                    "msg": f"must be in the future (now is {now.isoformat()})",
-                    "type": "value_error",
-                }
-            ]
-        )
+        raise _invalid("body", field, f"must be in the future (now is {now.isoformat()})")
+
+
+def _encode_cursor(m: Membership) -> str:
+    active, started, membership_id = list_key(m)
+    return encode_cursor(_CURSOR_KIND, [active, started.isoformat(), membership_id])
+
+
+def _decode_cursor(cursor: str) -> ListKey:
+    try:
+        active, started, membership_id = decode_cursor(cursor, _CURSOR_KIND, 3)
+        if (
+            active not in (0, 1)
+            or not isinstance(active, int)
+            or not isinstance(started, str)
+            or not isinstance(membership_id, int)
+            or not 1 <= membership_id <= MAX_ID
+        ):
+            raise InvalidCursor("wrong types or ranges")
+        when = datetime.fromisoformat(started)
+        if when.tzinfo is None:
+            raise InvalidCursor("no time zone")
+    except ValueError as exc:  # InvalidCursor is one
+        raise _invalid("query", "cursor", "not a cursor we issued") from exc
+    return (active, when, membership_id)
 
 
 def _out(m: Membership) -> MembershipOut:
@@ -59,15 +87,18 @@ def build_router(
     *,
     customer_id: Callable[..., Any],
     transaction: Callable[..., AsyncIterator[AsyncConnection[Any]]],
+    read_connection: Callable[..., AsyncIterator[AsyncConnection[Any]]],
     reminder_days: Callable[..., Any],
     responses: dict[int | str, dict[str, Any]] | None = None,
 ) -> APIRouter:
     """`customer_id`: a dependency giving the caller's customer id (401/403 otherwise);
     `transaction`: one yielding a connection inside a transaction (committed on
-    success); `reminder_days`: one giving the reminder lead time."""
+    success); `read_connection`: one yielding a connection for reads only;
+    `reminder_days`: one giving the reminder lead time."""
     router = APIRouter(prefix="/memberships", tags=["memberships"], responses=responses or {})
     Customer = Annotated[int, Depends(customer_id)]
     Conn = Annotated[AsyncConnection[Any], Depends(transaction, scope="function")]
+    ReadConn = Annotated[AsyncConnection[Any], Depends(read_connection, scope="function")]
     Now = Annotated[datetime, Depends(current_time)]
     Days = Annotated[float, Depends(reminder_days)]
 
@@ -98,6 +129,23 @@ def build_router(
                 status.HTTP_409_CONFLICT, f"an active {body.plan} membership exists already"
             ) from None
         return _out(created)
+
+    @router.get("", summary="The caller's memberships: active ones first, then the newest")
+    async def list_memberships(
+        customer: Customer,
+        conn: ReadConn,
+        limit: Annotated[int, Query(ge=1, le=100, description="memberships per page")] = 20,
+        cursor: Annotated[
+            str | None, Query(max_length=200, description="`next_cursor` of the page before")
+        ] = None,
+    ) -> MembershipPage:
+        after = _decode_cursor(cursor) if cursor else None
+        found = await repository.for_customer(conn, customer, after=after, limit=limit + 1)
+        page = found[:limit]
+        more = len(found) > limit
+        return MembershipPage(
+            items=[_out(m) for m in page], next_cursor=_encode_cursor(page[-1]) if more else None
+        )
 
     @router.get("/{membership_id}", summary="One of the caller's memberships")
     async def get_membership(membership_id: int, customer: Customer, conn: Conn) -> MembershipOut:

@@ -48,3 +48,10 @@ class MembershipOut(BaseModel):
     renews_at: datetime
     cancelled_at: datetime | None
     reminder_due_at: datetime | None = Field(description="when the renewal reminder goes out")
+
+
+class MembershipPage(BaseModel):
+    items: list[MembershipOut] = Field(description="active ones first, then the newest")
+    next_cursor: str | None = Field(
+        description="pass as `cursor` to get the next page; null on the last page"
+    )

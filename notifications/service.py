@@ -1,7 +1,8 @@
 """The notifications service: its own process, any number of replicas, one queue.
 
-Per message: render, take an SMTP slot and a Postgres connection, look the event up in
-`notification_emails` (recorded: ack, nothing sent), send over SMTP, record, then ack.
+Per message: take an SMTP slot and a Postgres connection, look the event up in
+`notification_emails` (recorded: ack, nothing rendered or sent), render, send over SMTP,
+record, then ack.
 Replicas share the queue (the broker hands each message to one consumer); the record
 makes a redelivery (a replica died before its ack) harmless, except in one window: a
 crash between the SMTP server's 250 and the record's commit sends the e-mail again on
@@ -157,17 +158,22 @@ class NotificationService:
     async def _process(
         self, job: JobMessage, message: AbstractIncomingMessage, attempt: int
     ) -> None:
-        # Everything that can wait happens before the send: render (a template error is
-        # poison, nothing sent), a free SMTP slot, the Postgres connection. After the
-        # server's 250 only the record's INSERT (autocommit: one round trip) stands
-        # before the ack; a crash there is the one that sends twice (docs/jobs.md).
-        rendered = self.renderer.render(job)
+        # Everything that can wait happens before the send: a free SMTP slot, the
+        # Postgres connection, the record's check (a redelivered duplicate is acked
+        # here, never rendered), the rendering (a template error is poison, nothing
+        # sent). After the server's 250 only the record's INSERT (autocommit: one round
+        # trip) stands before the ack; a crash there is the one that sends twice
+        # (docs/jobs.md).
         async with self._slots, self.pool.connection() as conn:
             # Autocommit: each statement is its own transaction, one round trip (no
             # BEGIN/COMMIT around it), and none stays open across the SMTP exchange.
             await conn.set_autocommit(True)  # idle connection: no round trip
             try:
-                await self._send_and_record(job, message, conn, rendered)
+                if await repository.status(conn, job.event_id) == "sent":
+                    metrics.DUPLICATES.inc()
+                    await message.ack()
+                    return
+                await self._send_and_record(job, message, conn, self.renderer.render(job))
             finally:
                 # a broken connection cannot be switched back; the pool discards it
                 with contextlib.suppress(psycopg.Error):
@@ -180,6 +186,8 @@ class NotificationService:
         conn: AsyncConnection[Any],
         rendered: Rendered,
     ) -> None:
+        """Send, record, ack (the record was checked: not sent yet)."""
+
         async def record(status: repository.Status, error: str | None = None) -> bool:
             return await repository.record(
                 conn,
@@ -191,11 +199,6 @@ class NotificationService:
                 error=error,
             )
 
-        recorded = await repository.status(conn, job.event_id)
-        if recorded == "sent":
-            metrics.DUPLICATES.inc()
-            await message.ack()
-            return
         try:
             await self._send_holding(rendered.message)
         except Refused as exc:

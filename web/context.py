@@ -49,9 +49,9 @@ templates.env.globals["roles_nav"] = {
 
 
 def secure_request(request: Request) -> bool:
-    """HTTPS here or at the proxy in front (nginx sets X-Forwarded-Proto)."""
-    proto = request.headers.get("x-forwarded-proto", request.url.scheme)
-    return proto.split(",")[0].strip() == "https"
+    """HTTPS here or at a trusted proxy in front: its X-Forwarded-Proto is the request's
+    scheme (app/middleware; from any other peer the header is ignored)."""
+    return request.url.scheme == "https"
 
 
 def set_cookie(request: Request, response: Response, name: str, value: str, **kw: Any) -> None:

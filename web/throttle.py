@@ -1,7 +1,9 @@
 """Failed sign-ins, counted in Redis: after `PER_ACCOUNT` failures for one e-mail or
-`PER_ADDRESS` from one client address within `WINDOW_S`, sign-in refuses (429) without
-checking anything until the window ends. Counted for unknown e-mails too (no hint which
-exist); a success clears the e-mail's count. Names are hashes: Redis keeps no e-mail.
+`PER_ADDRESS` from one client address (`kit/client_address.py`: behind a trusted proxy,
+the client it forwarded, so shoppers behind nginx are not counted together) within
+`WINDOW_S`, sign-in refuses (429) without checking anything until the window ends.
+Counted for unknown e-mails too (no hint which exist); a success clears the e-mail's
+count. Names are hashes: Redis keeps no e-mail.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Rate limiting per API key and per client address: token buckets in Redis.
 
-Every request takes a token from its address's bucket; a request with a bearer token
+Every request takes a token from its client address's bucket (`kit/client_address.py`:
+behind a trusted proxy, the client it forwarded); a request with a bearer token
 also takes one from that key's bucket (named by a hash of the token, never the token).
 Refused: 429 problem+json with `Retry-After` (seconds). Every limited response carries
 `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (the tightest bucket).
@@ -24,10 +25,8 @@ outage. So a healthy Redis never lets a burst through unlimited.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import math
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -40,6 +39,7 @@ from app.metrics import RATE_LIMIT_ERRORS, RATE_LIMIT_REJECTIONS
 from app.middleware.responses import send_problem
 from app.middleware.token_bucket import LUA_TAKE, Bucket, Decision, idle_ttl_s
 from app.settings import Settings
+from kit.client_address import client_address
 from storage.redis_errors import LoopLag, TimeoutRate, is_timeout
 
 log = structlog.get_logger()
@@ -51,31 +51,9 @@ MAX_ATTEMPTS = 4  # calls per decision while the loop's stalls explain the timeo
 
 BUCKET_NAMES = ("address", "key")  # bucket order in every check: address first
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
 
 def is_exempt(path: str) -> bool:
     return any(path == p or path.startswith(p + "/") for p in EXEMPT_PREFIXES)
-
-
-def parse_networks(entries: Sequence[str]) -> list[Network]:
-    return [ipaddress.ip_network(entry.strip(), strict=False) for entry in entries]
-
-
-def client_address(peer: str | None, forwarded_for: str | None, trusted: list[Network]) -> str:
-    """The client's address: the peer, unless the peer is a trusted proxy; then the
-    rightmost X-Forwarded-For entry that is not itself a trusted proxy (entries left of
-    it were written by the client and prove nothing)."""
-    address = peer or "unknown"
-    if not forwarded_for or not _is_trusted(address, trusted):
-        return address
-    for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
-        if not _valid_ip(hop):
-            return address  # garbage from the client: stop at the last trusted hop
-        address = hop
-        if not _is_trusted(hop, trusted):
-            break
-    return address
 
 
 def key_id(authorization: str | None) -> str | None:
@@ -87,22 +65,6 @@ def key_id(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token:
         return None
     return hashlib.sha256(token.encode()).hexdigest()[:32]
-
-
-def _valid_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_trusted(address: str, trusted: list[Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in net for net in trusted)
 
 
 class RateLimiter:
@@ -194,7 +156,6 @@ class RateLimitMiddleware:
         self.app = app
         self.enabled = settings.rate_limit_enabled
         self.limiter = RateLimiter(settings)
-        self.trusted = parse_networks(settings.trusted_proxies)
         self.address_in_proxy = settings.rate_limit_address_in_proxy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -209,8 +170,7 @@ class RateLimitMiddleware:
         key = key_id(headers.get("authorization"))
         address: str | None = None
         if not self.address_in_proxy:
-            peer = scope["client"][0] if scope.get("client") else None
-            address = client_address(peer, headers.get("x-forwarded-for"), self.trusted)
+            address = client_address(scope)  # the forwarded one behind a trusted proxy
         elif key is None:  # nginx limited this address; no key: nothing left to check
             await self.app(scope, receive, send)
             return

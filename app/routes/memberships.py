@@ -10,7 +10,7 @@ import psycopg
 from app.auth import CustomerDep
 from app.deps import SettingsDep
 from app.problems import PROBLEM_JSON
-from app.transaction import TransactionDep
+from app.transaction import TransactionDep, read_connection_dependency
 from memberships.routes import build_router
 
 
@@ -33,6 +33,7 @@ _PROBLEM = {"content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/
 router = build_router(
     customer_id=_customer_id,
     transaction=_transaction,
+    read_connection=read_connection_dependency,
     reminder_days=_reminder_days,
     responses={
         404: {"description": "no such membership of the caller", **_PROBLEM},

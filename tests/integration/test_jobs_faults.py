@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,9 +25,7 @@ from tests.support.jobs import (
     jobs_rig,
     message_id_of,
     order_event_ids,
-    place_burst,
-    service_process,
-    stop_processes,
+    service_mid_burst,
     wait_queues_on_disk,
 )
 
@@ -124,23 +121,14 @@ async def test_kill_9_of_the_service_mid_burst_every_order_gets_its_email(
     client: httpx.AsyncClient, stores: Stores, tmp_path: Path
 ) -> None:
     log = tmp_path / "notifications.log"
-    first = service_process(stores.settings, log)
-    second: subprocess.Popen[bytes] | None = None
-    mailpit = Mailpit()
-    try:
-        async with jobs_rig(stores, service=False):
-            ids = await place_burst(client, stores, 40)
-            await mailpit.wait_for(ids[:5], within_s=120)  # the service is mid-burst
-            first.send_signal(signal.SIGKILL)
-            first.wait(10)
-            second = service_process(stores.settings, log)
-            counts = await mailpit.wait_for(ids, within_s=180)
-        duplicates = sum(n - 1 for n in counts.values())
-        # Only a crash between an SMTP 250 and the record's commit sends twice: at most
-        # one message per SMTP slot of the killed process. Printed for docs/jobs.md.
-        print(f"kill -9 mid-burst: {len(ids)} orders, {duplicates} duplicate e-mails")
-        assert all(n >= 1 for n in counts.values())
-        assert duplicates <= stores.settings.smtp_connections
-    finally:
-        stop_processes(first, second)
-        await mailpit.close()
+    async with service_mid_burst(client, stores, log, orders=40, started=5) as burst:
+        burst.first.send_signal(signal.SIGKILL)
+        burst.first.wait(10)
+        burst.start_another()
+        counts = await burst.mailpit.wait_for(burst.ids, within_s=180)
+    duplicates = sum(n - 1 for n in counts.values())
+    # Only a crash between an SMTP 250 and the record's commit sends twice: at most
+    # one message per SMTP slot of the killed process. Printed for docs/jobs.md.
+    print(f"kill -9 mid-burst: {len(burst.ids)} orders, {duplicates} duplicate e-mails")
+    assert all(n >= 1 for n in counts.values())
+    assert duplicates <= stores.settings.smtp_connections

@@ -1,4 +1,5 @@
-"""Memberships: the API's refusals, reminders scheduled in Postgres under a controlled
+"""Memberships: the API's refusals, the caller's list one page at a time (GET
+/memberships, an opaque cursor), reminders scheduled in Postgres under a controlled
 clock, swept into the outbox and e-mailed once; cancelled memberships send nothing."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from app.stores import Stores
 from memberships.clock import FixedClock
 from memberships.routes import current_time
 from memberships.tasks import sweep_once
+from storage.cursor import encode_cursor
 from tests.support.auth import bearer
 from tests.support.jobs import jobs_rig, message_id_of
 
@@ -133,3 +135,103 @@ async def test_rescheduled_and_cancelled_memberships(
     assert await _reminder_events(stores) == []
     again = await client.post("/memberships", json={"plan": "pro-yearly"}, headers=auth)
     assert again.status_code == 201  # cancelled: a new one of that plan may start
+
+
+async def _start(
+    client: httpx.AsyncClient, auth: dict[str, str], clock: FixedClock, plan: str, at: datetime
+) -> int:
+    clock.now = at
+    created = await client.post("/memberships", json={"plan": plan}, headers=auth)
+    assert created.status_code == 201, created.text
+    return int(created.json()["id"])
+
+
+async def _pages(
+    client: httpx.AsyncClient, auth: dict[str, str], limit: int
+) -> list[list[tuple[int, str]]]:
+    """Every page, following next_cursor: (id, status) per membership."""
+    pages, cursor = [], None
+    while True:
+        params = {"limit": str(limit), **({"cursor": cursor} if cursor else {})}
+        answer = await client.get("/memberships", params=params, headers=auth)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        pages.append([(m["id"], m["status"]) for m in body["items"]])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return pages
+
+
+async def test_the_list_pages_through_the_callers_own_active_first_then_newest(
+    client: httpx.AsyncClient, stores: Stores, clock: FixedClock
+) -> None:
+    alice = await bearer(stores, "customer")
+    bob = await bearer(stores, "customer")
+    old = await _start(client, alice, clock, "plus-monthly", T0)
+    yearly = await _start(client, alice, clock, "plus-yearly", T0 + timedelta(hours=1))
+    pro = await _start(client, alice, clock, "pro-yearly", T0 + timedelta(hours=2))
+    assert (await client.delete(f"/memberships/{old}", headers=alice)).status_code == 200
+    renewed = await _start(client, alice, clock, "plus-monthly", T0 + timedelta(hours=3))
+    bobs = await _start(client, bob, clock, "plus-monthly", T0 + timedelta(hours=4))
+
+    pages = await _pages(client, alice, limit=2)
+    assert pages == [
+        [(renewed, "active"), (pro, "active")],
+        [(yearly, "active"), (old, "cancelled")],
+    ]
+    assert await _pages(client, alice, limit=3) == [
+        [(renewed, "active"), (pro, "active"), (yearly, "active")],
+        [(old, "cancelled")],
+    ]
+    assert await _pages(client, bob, limit=20) == [[(bobs, "active")]]
+    first = (await client.get("/memberships", headers=alice)).json()["items"][0]
+    assert first == (await client.get(f"/memberships/{renewed}", headers=alice)).json()
+    # a cursor says where the last page ended, not whose it is: bob gets his own after it
+    cursor = (await client.get("/memberships", params={"limit": 1}, headers=alice)).json()
+    after = await client.get("/memberships", params={"cursor": cursor["next_cursor"]}, headers=bob)
+    assert [m["id"] for m in after.json()["items"]] == []  # bob's only one is newer
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"limit": "many"}, "limit"),
+        ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"cursor": encode_cursor("orders", ["2026-01-10T12:00:00+00:00", 5])}, "cursor"),
+        ({"cursor": encode_cursor("memberships", [2, "2026-01-10T12:00:00+00:00", 5])}, "cursor"),
+        ({"cursor": encode_cursor("memberships", [1, "2026-01-10T12:00:00", 5])}, "cursor"),
+        ({"cursor": encode_cursor("memberships", [1, "yesterday", 5])}, "cursor"),
+        ({"cursor": encode_cursor("memberships", [1, "2026-01-10T12:00:00+00:00", 0])}, "cursor"),
+        ({"cursor": "x" * 201}, "cursor"),
+    ],
+)
+async def test_bad_parameters_are_a_422_naming_the_field(
+    client: httpx.AsyncClient, stores: Stores, params: dict[str, str], field: str
+) -> None:
+    answer = await client.get(
+        "/memberships", params=params, headers=await bearer(stores, "customer")
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    # named as the app names every query parameter it validates (as /orders' `limit`)
+    assert [(e["field"], e["location"]) for e in answer.json()["errors"]] == [
+        (f"query.{field}", "query")
+    ]
+
+
+async def test_only_a_signed_in_customer_lists_memberships(
+    client: httpx.AsyncClient, stores: Stores
+) -> None:
+    assert (await client.get("/memberships")).status_code == 401
+    staff = await client.get("/memberships", headers=await bearer(stores, "warehouse"))
+    assert staff.status_code == 403
+
+
+async def test_the_list_is_in_the_openapi_document(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    listing = spec["paths"]["/memberships"]["get"]
+    assert {p["name"] for p in listing["parameters"]} == {"limit", "cursor"}
+    schema = listing["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema["$ref"].endswith("/MembershipPage")

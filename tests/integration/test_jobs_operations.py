@@ -24,14 +24,11 @@ from memberships.routes import current_time
 from tests.integration.test_orders import insert_product, place
 from tests.support.auth import bearer
 from tests.support.jobs import (
-    Mailpit,
     bounce_customer,
     jobs_rig,
     message_id_of,
     order_event_ids,
-    place_burst,
-    service_process,
-    stop_processes,
+    service_mid_burst,
 )
 
 pytestmark = pytest.mark.timeout(300)
@@ -210,31 +207,22 @@ async def test_sigterm_mid_burst_finishes_in_flight_and_loses_nothing(
     client: httpx.AsyncClient, stores: Stores, tmp_path: Path
 ) -> None:
     log = tmp_path / "notifications.log"
-    first = service_process(stores.settings, log)
-    second = None
-    mailpit = Mailpit()
-    try:
-        async with jobs_rig(stores, service=False):
-            ids = await place_burst(client, stores, 30)
-            await mailpit.wait_for(ids[:3], within_s=120)  # the service is mid-burst
-            first.send_signal(signal.SIGTERM)
-            code = await asyncio.to_thread(first.wait, 60)
-            assert code == 0, log.read_text()
-            assert "notifications.stopped" in log.read_text()
-            # what it finished is recorded, in Mailpit once, and acked (not redelivered)
-            async with stores.pg.connection() as conn:
-                cur = await conn.execute(
-                    "SELECT event_id FROM notification_emails WHERE status = 'sent'"
-                )
-                done = [int(r["event_id"]) for r in await cur.fetchall()]
-            assert len(done) >= 3
-            for event_id in done:
-                assert await mailpit.count(message_id_of(event_id, stores)) == 1
-            # the rest waits in the queue for another replica, which finishes the burst
-            second = service_process(stores.settings, log)
-            counts = await mailpit.wait_for(ids, within_s=180)
-        print(f"SIGTERM mid-burst: {len(done)} finished by the first service, 30 in all")
-        assert set(counts.values()) == {1}, counts  # nothing lost, nothing sent twice
-    finally:
-        stop_processes(first, second)
-        await mailpit.close()
+    async with service_mid_burst(client, stores, log, orders=30, started=3) as burst:
+        burst.first.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(burst.first.wait, 60)
+        assert code == 0, log.read_text()
+        assert "notifications.stopped" in log.read_text()
+        # what it finished is recorded, in Mailpit once, and acked (not redelivered)
+        async with stores.pg.connection() as conn:
+            cur = await conn.execute(
+                "SELECT event_id FROM notification_emails WHERE status = 'sent'"
+            )
+            done = [int(r["event_id"]) for r in await cur.fetchall()]
+        assert len(done) >= 3
+        for event_id in done:
+            assert await burst.mailpit.count(message_id_of(event_id, stores)) == 1
+        # the rest waits in the queue for another replica, which finishes the burst
+        burst.start_another()
+        counts = await burst.mailpit.wait_for(burst.ids, within_s=180)
+    print(f"SIGTERM mid-burst: {len(done)} finished by the first service, 30 in all")
+    assert set(counts.values()) == {1}, counts  # nothing lost, nothing sent twice

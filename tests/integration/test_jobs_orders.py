@@ -10,9 +10,12 @@ import json
 import aio_pika
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from app.stores import Stores
+from jobs.messages import JobMessage
 from jobs.topology import Topology
+from notifications.templates import Rendered, Renderer
 from storage import orders
 from tests.integration.test_orders import insert_product, place
 from tests.support.auth import bearer
@@ -43,6 +46,43 @@ async def test_one_email_per_order_with_text_and_html(
     async with stores.pg.connection() as conn:
         cur = await conn.execute("SELECT status, count(*) AS n FROM notification_emails GROUP BY 1")
         assert {r["status"]: r["n"] for r in await cur.fetchall()} == {"sent": 3}
+
+
+async def test_a_redelivered_duplicate_is_acked_unrendered_and_unsent(
+    client: httpx.AsyncClient, stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendered: list[int] = []
+    real_render = Renderer.render
+
+    def render(self: Renderer, job: JobMessage) -> Rendered:
+        rendered.append(job.event_id)
+        return real_render(self, job)
+
+    monkeypatch.setattr(Renderer, "render", render)
+    auth = await bearer(stores, "customer")
+    product = await insert_product(stores, stock=5)
+    item = [{"product_id": product, "quantity": 1}]
+    early = await place(client, auth, item)
+    [event_id] = (await order_event_ids(stores)).values()
+    # as if a service had sent and recorded it and died before its ack: the broker
+    # delivers it again (here: for the first time, the relay starts only now)
+    duplicate = message_id_of(event_id, stores)
+    async with stores.pg.connection() as conn:
+        await conn.execute(
+            "INSERT INTO notification_emails (event_id, event_type, recipient, message_id,"
+            " status) VALUES (%s, 'order.created', 'x@example.com', %s, 'sent')",
+            (event_id, duplicate),
+        )
+    before = REGISTRY.get_sample_value("polyshop_notifications_duplicates_skipped_total") or 0
+    async with jobs_rig(stores) as rig:
+        later = await place(client, auth, item)  # the barrier: after the duplicate
+        assert (early.status_code, later.status_code) == (201, 201)
+        barrier = (await order_event_ids(stores))[later.json()["id"]]
+        await rig.mailpit.wait_for([message_id_of(barrier, stores)])
+        assert await rig.mailpit.count(duplicate) == 0
+    assert rendered == [barrier]  # the duplicate was acked before any rendering
+    after = REGISTRY.get_sample_value("polyshop_notifications_duplicates_skipped_total") or 0
+    assert after == before + 1
 
 
 async def test_a_rolled_back_order_sends_nothing(client: httpx.AsyncClient, stores: Stores) -> None:

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -174,6 +174,40 @@ def stop_processes(*procs: subprocess.Popen[bytes] | None) -> None:
         if proc is not None and proc.poll() is None:
             proc.terminate()
             proc.wait(30)
+
+
+@dataclass
+class Burst:
+    """A burst of orders being e-mailed by a `polyshop notifications` process."""
+
+    settings: Settings
+    log: Path
+    mailpit: Mailpit
+    first: subprocess.Popen[bytes]
+    second: subprocess.Popen[bytes] | None = None
+    ids: list[str] = field(default_factory=list)  # the orders' e-mail Message-IDs
+
+    def start_another(self) -> None:
+        """A second service process, to finish the burst."""
+        self.second = service_process(self.settings, self.log)
+
+
+@contextlib.asynccontextmanager
+async def service_mid_burst(
+    client: httpx.AsyncClient, stores: Stores, log: Path, *, orders: int, started: int
+) -> AsyncIterator[Burst]:
+    """`orders` orders e-mailed by a service process of their own (relay in process),
+    yielded once the first `started` e-mails arrived: the service is mid-burst. Both
+    service processes are stopped on exit."""
+    burst = Burst(stores.settings, log, Mailpit(), service_process(stores.settings, log))
+    try:
+        async with jobs_rig(stores, service=False):
+            burst.ids = await place_burst(client, stores, orders)
+            await burst.mailpit.wait_for(burst.ids[:started], within_s=120)
+            yield burst
+    finally:
+        stop_processes(burst.first, burst.second)
+        await burst.mailpit.close()
 
 
 async def bounce_customer(stores: Stores) -> int:

@@ -1,10 +1,11 @@
-"""Token bucket math, client address resolution and bucket ids (pure logic)."""
+"""Token bucket math and bucket ids (pure logic); the client address:
+tests/unit/test_client_address.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.middleware.ratelimit import client_address, is_exempt, key_id, parse_networks
+from app.middleware.ratelimit import is_exempt, key_id
 from app.middleware.token_bucket import Bucket, BucketState, idle_ttl_s, refill, take
 
 BUCKET = Bucket(capacity=3, rate=1.0)
@@ -65,31 +66,6 @@ def test_the_tightest_bucket_is_reported() -> None:
 
 def test_idle_buckets_expire_once_they_would_be_full() -> None:
     assert idle_ttl_s(Bucket(capacity=100, rate=10.0)) == 11
-
-
-TRUSTED = parse_networks(["127.0.0.1/32", "10.0.0.0/8"])
-
-
-@pytest.mark.parametrize(
-    ("peer", "forwarded", "expected"),
-    [
-        ("203.0.113.9", None, "203.0.113.9"),
-        # an untrusted peer cannot claim another address
-        ("203.0.113.9", "198.51.100.1", "203.0.113.9"),
-        # nginx on localhost: the client it saw
-        ("127.0.0.1", "198.51.100.1", "198.51.100.1"),
-        # the client's own X-Forwarded-For entry (left) is ignored
-        ("127.0.0.1", "1.2.3.4, 198.51.100.1", "198.51.100.1"),
-        # a chain of trusted proxies is walked from the right
-        ("127.0.0.1", "198.51.100.1, 10.1.2.3", "198.51.100.1"),
-        # garbage stops the walk at the last trusted hop
-        ("127.0.0.1", "not-an-ip", "127.0.0.1"),
-        ("127.0.0.1", None, "127.0.0.1"),
-        (None, None, "unknown"),
-    ],
-)
-def test_client_address(peer: str | None, forwarded: str | None, expected: str) -> None:
-    assert client_address(peer, forwarded, TRUSTED) == expected
 
 
 def test_the_key_bucket_id_is_a_hash_never_the_key() -> None:

@@ -1,8 +1,9 @@
 """Sign in (a customer's e-mail and password, or an API key), sign out.
 
 Wrong credentials get one message whatever was wrong (no hint which e-mails have an
-account); failures are counted per e-mail and per client address (web/throttle.py)
-and answer 429 beyond the limit.
+account); failures are counted per e-mail and per client address (web/throttle.py; the address
+is `kit/client_address.py`'s, the same as the rate limit's: behind nginx, the client it
+forwarded, never nginx's own) and answer 429 beyond the limit.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 from fastapi.responses import RedirectResponse, Response
 
+from kit.client_address import client_address
 from web import sessions, throttle
 from web.context import CSRF_COOKIE, Page, PageDep, set_cookie
 from web.errors import PageRoute
@@ -30,7 +32,8 @@ def _safe_next(target: str) -> str:
 
 
 def _address(page: Page) -> str:
-    return page.request.client.host if page.request.client else "unknown"
+    # as the rate limit keys it: behind a trusted proxy, the client that proxy forwarded
+    return client_address(page.request.scope)
 
 
 @router.get("/signin")

@@ -7,19 +7,18 @@ Screenshots go to artifacts/web/ (git-ignored).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from playwright.async_api import BrowserContext, Page, Request, async_playwright
+
+from tests.support.serving import served
 
 CHROMIUM = os.environ.get("POLYSHOP_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[3] / "artifacts" / "web"
@@ -49,18 +48,8 @@ CHROMIUM_ARGS = [
 @pytest.fixture
 async def live_url(app: FastAPI) -> AsyncIterator[str]:
     """The test's app (lifespan already started by the `app` fixture) on a real port."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to await)
-        await asyncio.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
-    sock.close()
+    async with served(app) as url:
+        yield url
 
 
 @pytest.fixture

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from pathlib import Path
 
 import httpx
+import pytest
+from fastapi import FastAPI
 from typer.testing import CliRunner, Result
 
 from app.commands.customers import customers_cli
@@ -15,6 +18,8 @@ from app.stores import Stores
 from kit import passwords
 from storage import customers
 from tests.integration.webui import data
+from tests.support.nginx import has_nginx, nginx_in_front
+from tests.support.serving import served
 from web import throttle
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -166,6 +171,50 @@ async def test_failed_sign_ins_are_throttled_per_email(
     # another e-mail from the same address is not locked out by these
     _, other = await _customer(stores, "other-secret")
     assert (await _password_sign_in(client, other, "other-secret")).status_code == 303
+
+
+async def _wrong_key_sign_ins(base: str, source: str, forwarded_for: list[str | None]) -> list[int]:
+    """One failed sign-in per entry, over real TCP from the loopback address `source`,
+    with that X-Forwarded-For header (None: none); the answers' status codes."""
+    transport = httpx.AsyncHTTPTransport(local_address=source)
+    async with httpx.AsyncClient(base_url=base, transport=transport, timeout=30) as c:
+        token = await _csrf(c)
+        codes = []
+        for forwarded in forwarded_for:
+            headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+            form = {"csrf_token": token, "api_key": "ps_not_a_key"}
+            codes.append((await c.post("/signin", data=form, headers=headers)).status_code)
+        return codes
+
+
+@pytest.mark.skipif(not has_nginx(), reason="nginx is not installed")
+async def test_behind_nginx_each_shopper_has_its_own_address_count(
+    app: FastAPI, tmp_path: Path
+) -> None:
+    # Every request reaches the app from nginx (127.0.0.1, a trusted proxy); two shoppers
+    # on their own addresses (127.0.0.2 and .3: the whole of 127/8 is loopback)
+    limit = throttle.PER_ADDRESS
+    async with served(app) as url:
+        with nginx_in_front(tmp_path, [int(url.rsplit(":", 1)[1])]) as base:
+            first = await _wrong_key_sign_ins(base, "127.0.0.2", [None] * (limit + 1))
+            second = await _wrong_key_sign_ins(base, "127.0.0.3", [None])
+            # what a shopper writes into the header itself does not move them elsewhere
+            spoofing = await _wrong_key_sign_ins(base, "127.0.0.2", ["198.51.100.7"])
+    assert first == [422] * limit + [429]
+    assert second == [422]
+    assert spoofing == [429]
+
+
+async def test_a_forwarded_for_from_a_peer_that_is_no_trusted_proxy_is_ignored(
+    app: FastAPI,
+) -> None:
+    # straight to the app from 127.0.0.2 (not in trusted_proxies), a new address claimed
+    # every time: all of them are counted for the peer
+    limit = throttle.PER_ADDRESS
+    claims: list[str | None] = [f"198.51.100.{i}" for i in range(limit + 1)]
+    async with served(app) as url:
+        spoofed = await _wrong_key_sign_ins(url, "127.0.0.2", claims)
+    assert spoofed == [422] * limit + [429]
 
 
 async def test_a_new_password_ends_the_sessions_of_the_old_one(
