@@ -35,6 +35,7 @@ def etl_job(settings: Settings) -> EtlJob:
             snapshot_grace_s=settings.etl_snapshot_grace_s,
             threads=settings.etl_threads,
             memory_limit=settings.etl_memory_limit,
+            engine_max_runs=settings.etl_engine_max_runs,
             pause_after_table_s=settings.etl_test_pause_s,
             pause_after_commit_s=settings.etl_test_pause_after_commit_s,
             lake=lake_config(settings),

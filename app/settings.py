@@ -219,6 +219,13 @@ class Settings(BaseSettings):
     etl_snapshot_grace_s: float = 300.0
     etl_threads: int = 2
     etl_memory_limit: str = "1GB"
+    etl_engine_max_runs: int = Field(
+        1,
+        ge=0,
+        description="runs one DuckDB writer engine serves before it is closed and its memory"
+        " returned (0: kept for the process's life, ~0.12 s less CPU per run, 30-70 MiB more"
+        " resident)",
+    )
     etl_test_pause_s: float = Field(0.0, description="test hook: sleep after each table")
     etl_test_pause_after_commit_s: float = Field(
         0.0, description="test hook: sleep after the lake commit, before the run is recorded"

@@ -170,7 +170,9 @@ def execute_lake_run(job: EtlJob, handle: RunHandle, result: RunResult, lake: La
     ensure_bucket(lake)
     phase.end("setup")
 
-    with engine.lake_writer(lake, cfg.database_url, cfg.threads, cfg.memory_limit) as duck:
+    with engine.lake_writer(
+        lake, cfg.database_url, cfg.threads, cfg.memory_limit, cfg.engine_max_runs
+    ) as duck:
         phase.end("attach")
         duck.execute("BEGIN")
         since, last_run = lake_watermark(duck, cfg.configuration.name)

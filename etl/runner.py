@@ -73,6 +73,7 @@ class EtlConfig:
     snapshot_grace_s: float = 300.0
     threads: int = 2
     memory_limit: str = "1GB"
+    engine_max_runs: int = 0  # runs one DuckDB writer engine serves (0: kept; etl/engine.py)
     # test hook: sleep after each table is loaded, so a test can kill a run mid-load
     pause_after_table_s: float = 0.0
     # test hook (lake): sleep after the lake commit, before the run is recorded in Postgres
@@ -309,7 +310,9 @@ class EtlJob:
             shutil.copyfile(base, tmp)
             log.info("etl.base_copied", seconds=round(time.monotonic() - t0, 3))
 
-        with engine.writer(tmp, cfg.database_url, cfg.threads, cfg.memory_limit) as duck:
+        with engine.writer(
+            tmp, cfg.database_url, cfg.threads, cfg.memory_limit, cfg.engine_max_runs
+        ) as duck:
             duck.execute("BEGIN")
 
             def load(spec: TableSpec, columns: list[SourceColumn]) -> int:

@@ -233,28 +233,3 @@ def _event(row: dict[str, Any]) -> OutboxEvent:
         created_at=row["created_at"],
         attempts=row["attempts"],
     )
-
-
-# After a restore, event ids from the lost future must not be handed out again: RabbitMQ
-# messages, notification records (`notification_emails`) and e-mail Message-IDs carry
-# them, so a reused id would make a new event look like one already sent. No lost
-# future on record produces this many events.
-LOST_FUTURE_GAP = 1_000_000_000
-
-
-async def skip_lost_ids(conn: AsyncConnection[Any], gap: int = LOST_FUTURE_GAP) -> int:
-    """Move the event id sequence `gap` past the highest id it or the table has used (a
-    step of the restore procedure; safe to repeat and while the app runs). The next id."""
-    cur = await conn.execute(
-        """
-        WITH s AS (SELECT pg_get_serial_sequence('outbox', 'id')::regclass AS seq)
-        SELECT setval(s.seq, greatest(coalesce(pg_sequence_last_value(s.seq), 0),
-                                      (SELECT coalesce(max(id), 0) FROM outbox)) + %s) + 1
-               AS next
-          FROM s
-        """,
-        (gap,),
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return int(row["next"])

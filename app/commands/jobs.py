@@ -1,17 +1,14 @@
 """`polyshop notifications` (the e-mail service) and
-`polyshop jobs status|replay-dead-letters|after-restore`."""
+`polyshop jobs status|replay-dead-letters` (ids after a restore: app/commands/restore.py)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Annotated
 
-import psycopg
 import typer
-from psycopg.rows import dict_row
 
-from app.settings import Settings, get_settings
-from storage import outbox
+from app.settings import get_settings
 
 jobs_cli = typer.Typer(
     help="Jobs on RabbitMQ: queues, dead letters, reminders.", no_args_is_help=True
@@ -55,23 +52,3 @@ def replay(
         replay_dead_letters(settings.broker_url.get_secret_value(), topology(settings), limit=limit)
     )
     typer.echo(f"replayed {moved} dead letters")
-
-
-async def after_restore(settings: Settings) -> int:
-    """The jobs step of the restore procedure (docs/operations.md): event ids move past
-    the lost future's, so no new event reuses an id that a message, a notification
-    record or an e-mail's Message-ID already carries. The next event id."""
-    async with await psycopg.AsyncConnection.connect(
-        settings.database_url,
-        autocommit=True,
-        options=f"-c search_path={settings.database_schema}",
-        application_name="polyshop-cli-jobs",
-        row_factory=dict_row,
-    ) as conn:
-        return await outbox.skip_lost_ids(conn)
-
-
-@jobs_cli.command("after-restore")
-def after_restore_command() -> None:
-    """After a Postgres restore: new event ids start past every id used before."""
-    typer.echo(f"outbox event ids continue at {asyncio.run(after_restore(get_settings()))}")

@@ -13,6 +13,7 @@ from app.commands.etl import etl_cli
 from app.commands.images import images_cli
 from app.commands.jobs import jobs_cli, notifications
 from app.commands.keys import keys
+from app.commands.restore import after_restore
 from app.commands.search import search_cli
 from app.commands.seed import seed
 
@@ -25,4 +26,4 @@ COMMAND_GROUPS: dict[str, typer.Typer] = {
     "jobs": jobs_cli,
     "customers": customers_cli,
 }
-COMMANDS: list[Callable[..., Any]] = [seed, notifications]
+COMMANDS: list[Callable[..., Any]] = [seed, notifications, after_restore]

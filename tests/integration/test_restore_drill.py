@@ -3,7 +3,8 @@ order), restore the dump, run the documented procedure (docs/operations.md, "Res
 the cache, the search index and the analytical copy follow Postgres back in time, and
 nothing serves the lost future. Prints how long the procedure took. The jobs: a reminder
 swept in the lost future comes back scheduled and is swept once (two workers at once),
-under a new event id (`polyshop jobs after-restore`)."""
+under a new event id, and a new order under an id the lost future did not use
+(`polyshop after-restore`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import psycopg
 from fastapi import FastAPI
 
 from app.commands.cache import flush_cache
-from app.commands.jobs import after_restore
+from app.commands.restore import restore_ids
 from app.etl_schedule import etl_job
 from app.settings import Settings
 from app.stores import PgPool, Stores
@@ -61,6 +62,12 @@ def analytical_products(settings: Settings) -> dict[int, int]:
     return {int(i): int(v) for i, v in rows}
 
 
+def analytical_order_lines(settings: Settings) -> set[tuple[int, int, int]]:
+    with etl_job(settings).store.connect_readonly() as duck:
+        rows = duck.execute("SELECT order_id, product_id, quantity FROM order_lines").fetchall()
+    return {(int(o), int(p), int(q)) for o, p, q in rows}
+
+
 def analytical_orders(settings: Settings) -> int:
     with etl_job(settings).store.connect_readonly() as duck:
         row = duck.execute("SELECT count(*) FROM orders").fetchone()
@@ -92,6 +99,7 @@ async def test_restore_drill_derived_stores_follow_postgres_back_in_time(
         headers={**customer, "Idempotency-Key": "drill-1"},
     )
     assert order.status_code == 201, order.text
+    lost_order = int(order.json()["id"])
     await drain(stores, consumer_for(stores))
     await asyncio.to_thread(etl_job(settings).run, "incremental", None)
     assert await version_of(client, edited) >= 3  # cached, from the future
@@ -101,6 +109,7 @@ async def test_restore_drill_derived_stores_follow_postgres_back_in_time(
     await restore_schema(settings, dump, stores.pg, app.state.stores.pg)
 
     started = time.monotonic()
+    next_ids = await restore_ids(settings)  # first: until then new rows reuse lost ids
     await flush_cache(settings)
     await reindex(stores.pg, stores.search, settings.search_index_prefix)
     await asyncio.to_thread(etl_job(settings).run, "full", None)
@@ -118,6 +127,19 @@ async def test_restore_drill_derived_stores_follow_postgres_back_in_time(
     r = await client.patch(f"/products/{edited}", json={"stock": 9}, headers=admin)
     assert r.status_code == 200 and r.json()["version"] == 2
     assert await version_of(client, edited) == 2
+    # a new order does not reuse the lost order's id (its e-mail went out, its lines were
+    # in the analytical copy), and the copy holds it with its own line only
+    assert next_ids["orders"] > lost_order and next_ids["products"] > future
+    again = await client.post(
+        "/orders",
+        json={"items": [{"product_id": edited, "quantity": 2}]},  # stock 9 since the patch
+        headers={**customer, "Idempotency-Key": "drill-1"},  # the key went back too
+    )
+    assert again.status_code == 201, again.text
+    new_order = int(again.json()["id"])
+    assert new_order >= next_ids["orders"] > lost_order
+    await asyncio.to_thread(etl_job(settings).run, "incremental", None)
+    assert analytical_order_lines(settings) == {(new_order, edited, 2)}
 
 
 async def test_restore_drill_jobs_a_reminder_comes_back_and_is_swept_once_under_a_new_id(
@@ -139,7 +161,7 @@ async def test_restore_drill_jobs_a_reminder_comes_back_and_is_swept_once_under_
 
     await restore_schema(settings, dump, stores.pg, app.state.stores.pg)
     assert await reminder_event_ids(stores) == []  # the reminder is scheduled again
-    next_id = await after_restore(settings)
+    next_id = (await restore_ids(settings))["outbox"]
     assert next_id > lost
 
     # two workers sweep at once: the reminder that came back is enqueued once, not twice
