@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from starlette.routing import Match, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.product_prefetch import plain_id, prefetched_of
 from app.routes.products import names_tag, product_entry
 from app.stores import Stores
 
 PATH = "/products/{product_id}"
+BARE_PATH = "/_bench/bare/{product_id}"
 _JSON = (b"content-type", b"application/json")
 _HANDED_ON = "polyshop_product_read_handed_on"
 
@@ -49,6 +50,27 @@ class ProductRead:
         await send({"type": "http.response.body", "body": entry.body})
 
 
+class BareRead:
+    """The benchmark's baseline in the same thin form (`/_bench/bare/{id}`, only with
+    `bench_routes`): the bytes of a product from process memory, with the same headers.
+    A product not yet in memory goes to the FastAPI route, which reads and keeps it; so
+    `bench.hotpath`'s cached / bare compares the cache against the cheapest answer the
+    app can give, not against FastAPI's request handling."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        product_id = plain_id(scope["path_params"].get("product_id", ""))
+        memo = scope["app"].state.__dict__.get("bench_bare", {})
+        entry = memo.get(product_id) if product_id is not None else None
+        if entry is None:
+            scope[_HANDED_ON] = True
+            await scope["router"](scope, receive, send)
+            return
+        etag = b'"%d"' % entry.version
+        headers = [(b"etag", etag), (b"content-length", b"%d" % len(entry.body)), _JSON]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": entry.body})
+
+
 class _ThinRoute(Route):
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope.get(_HANDED_ON):
@@ -56,12 +78,16 @@ class _ThinRoute(Route):
         return super().matches(scope)
 
 
-def install_product_read(app: FastAPI) -> None:
+def install_product_read(app: FastAPI, *, bench_routes: bool = False) -> None:
     """Put the thin route before every included router (so before the FastAPI route of
-    the same path)."""
-    thin = _ThinRoute(PATH, ProductRead(), methods=["GET"], include_in_schema=False)
-    thin.methods = {"GET"}  # as the FastAPI route: no implicit HEAD
-    app.router.routes.insert(0, thin)
+    the same path); with `bench_routes`, the benchmark's bare baseline too."""
+    routes: list[tuple[str, ASGIApp]] = [(PATH, ProductRead())]
+    if bench_routes:
+        routes.append((BARE_PATH, BareRead()))
+    for path, endpoint in routes:
+        thin = _ThinRoute(path, endpoint, methods=["GET"], include_in_schema=False)
+        thin.methods = {"GET"}  # as the FastAPI route: no implicit HEAD
+        app.router.routes.insert(0, thin)
 
 
 def _not_modified(scope: Scope, etag: str) -> bool:
