@@ -156,8 +156,8 @@ async def get_product(
     stores: StoresDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    # Served by `hot_read` (below) for every well-formed id; this route documents the
-    # operation and answers the ids that one leaves to FastAPI's validation.
+    # Served by the thin route (app/routes/product_read.py) for every well-formed id;
+    # this route documents the operation and answers the ids it leaves to FastAPI.
     entry = await product_entry(stores, product_id, prefetched_of(request.scope))
     etag = _etag(entry.version)
     if names_tag(if_none_match, etag):
