@@ -71,15 +71,21 @@ class Stores:
     loop_lag: LoopLag = field(default_factory=LoopLag)
 
 
-# one labelled child per result, looked up once (`.labels()` per read showed in the profile)
-_CACHE_RESULTS: dict[str, Any] = {}
+def _labelled(counter: Any) -> Callable[..., None]:
+    """`inc(*labels)` of `counter`, each labelled child looked up once (`.labels()` per
+    read showed in the profile)."""
+    children: dict[tuple[str, ...], Any] = {}
+
+    def inc(*labels: str) -> None:
+        child = children.get(labels)
+        if child is None:
+            child = children[labels] = counter.labels(*labels)
+        child.inc()
+
+    return inc
 
 
-def _count_cache_result(result: CacheResult) -> None:
-    child = _CACHE_RESULTS.get(result)
-    if child is None:
-        child = _CACHE_RESULTS[result] = CACHE_REQUESTS.labels(result)
-    child.inc()
+_count_cache_result: Callable[[CacheResult], None] = _labelled(CACHE_REQUESTS)
 
 
 def _count_fill(result: FillResult) -> None:
@@ -125,14 +131,9 @@ def create_product_cache(
     )
 
 
-_SEARCH_RESULTS: dict[tuple[str, str], Any] = {}
-
-
-def _count_search_result(kind: search_cache.Kind, result: search_cache.CacheResult) -> None:
-    child = _SEARCH_RESULTS.get((kind, result))
-    if child is None:
-        child = _SEARCH_RESULTS[kind, result] = SEARCH_CACHE_REQUESTS.labels(kind, result)
-    child.inc()
+_count_search_result: Callable[[search_cache.Kind, search_cache.CacheResult], None] = _labelled(
+    SEARCH_CACHE_REQUESTS
+)
 
 
 def _count_search_fill(result: search_cache.FillResult) -> None:

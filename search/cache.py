@@ -45,6 +45,7 @@ from typing import Any, Literal
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from storage.cache import delete_matching
 from storage.redis_errors import LagMark, LoopLag, TimeoutRate, is_timeout
 
 CacheResult = Literal["hit", "miss", "error", "bypass"]
@@ -92,14 +93,6 @@ def request_key(
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
-def _noop_result(kind: Kind, result: CacheResult) -> None:
-    return None
-
-
-def _noop_fill(result: FillResult) -> None:
-    return None
-
-
 class SearchCache:
     """One per process (it holds the single-flight table and the breaker)."""
 
@@ -113,8 +106,8 @@ class SearchCache:
         breaker_open_s: float = 5.0,
         redis_timeout_s: float = 0.5,
         loop_lag: LoopLag | None = None,
-        on_result: Callable[[Kind, CacheResult], None] = _noop_result,
-        on_fill: Callable[[FillResult], None] = _noop_fill,
+        on_result: Callable[[Kind, CacheResult], None] | None = None,
+        on_fill: Callable[[FillResult], None] | None = None,
     ) -> None:
         self.redis = redis
         self.prefix = prefix
@@ -127,8 +120,8 @@ class SearchCache:
         self._timeouts = TimeoutRate(breaker_threshold)
         self._failures = 0
         self._open_until = 0.0
-        self._on_result = on_result
-        self._on_fill = on_fill
+        self._on_result = on_result or (lambda kind, result: None)
+        self._on_fill = on_fill or (lambda result: None)
         self._inflight: dict[tuple[str, bytes | None], asyncio.Task[bytes]] = {}
         self._store = redis.register_script(_STORE)
 
@@ -222,16 +215,7 @@ class SearchCache:
 
     async def flush(self) -> int:
         """Delete every key of this cache, the generation included; how many."""
-        removed = 0
-        batch: list[bytes | str] = []
-        async for key in self.redis.scan_iter(match=self.pattern(), count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                removed += int(await self.redis.unlink(*batch))
-                batch = []
-        if batch:
-            removed += int(await self.redis.unlink(*batch))
-        return removed
+        return await delete_matching(self.redis, self.pattern())
 
 
 def _as_bytes(value: bytes | str | None) -> bytes | None:

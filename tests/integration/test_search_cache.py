@@ -6,23 +6,21 @@ the storefront."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from typer.testing import CliRunner
 
 from app.commands import search as search_commands
-from app.main import create_app
 from app.metrics import SEARCH_CACHE_FILLS, SEARCH_CACHE_REQUESTS
 from app.settings import Settings
 from app.stores import Stores
 from search.consumer import SearchIndexConsumer
 from search.index_admin import alias_name
 from search.reconcile import reconcile
+from tests.integration.test_idempotency import replica as _client
 from tests.support.search import (
     ON_EACH_ENGINE,
     consumer_for,
@@ -304,13 +302,3 @@ async def test_a_fill_after_a_bump_is_not_stored(stores: Stores) -> None:
 
     assert await cache.get_or_load("products", "k1", fresh) == b'{"new":true}'
     assert await cache.get_or_load("products", "k1", slow_load) == b'{"new":true}'  # a hit
-
-
-@contextlib.asynccontextmanager
-async def _client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """An app with these settings (its own stores and search cache) and a client on it."""
-    app = create_app(settings)
-    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://polyshop.test") as c:
-            yield c
