@@ -17,9 +17,20 @@ from redis.asyncio import Redis
 
 from analytics.duck import AnalyticsStore, SandboxLimits, create_analytics_store
 from analytics.lake import LakeConfig, LakeStore
-from app.metrics import CACHE_BREAKER_STATE, CACHE_FILLS, CACHE_REQUESTS
+from app.metrics import (
+    CACHE_BREAKER_STATE,
+    CACHE_FILLS,
+    CACHE_REQUESTS,
+    SEARCH_CACHE_BUMPS,
+    SEARCH_CACHE_FILLS,
+    SEARCH_CACHE_REQUESTS,
+)
 from app.settings import Settings
+from search import cache as search_cache
+from search.cache import SearchCache
 from search.engine import SearchEngine, create_search_engine
+from search.index_admin import alias_name
+from search.product_search import ProductSearch
 from storage import outbox, products
 from storage.api_keys import ApiKeyCache
 from storage.blobs import create_minio
@@ -52,20 +63,29 @@ class Stores:
     analytics: AnalyticsStore | LakeStore
     product_cache: ProductCache
     api_keys: ApiKeyCache
+    search_cache: SearchCache
+    # the one search service (API routes and storefront pages), on `search_cache`
+    product_search: ProductSearch
     # how late this process's event loop has been (storage/redis_errors.py): the rate
     # limiter and the cache breaker tell a busy process from a slow Redis with it
     loop_lag: LoopLag = field(default_factory=LoopLag)
 
 
-# one labelled child per result, looked up once (`.labels()` per read showed in the profile)
-_CACHE_RESULTS: dict[str, Any] = {}
+def _labelled(counter: Any) -> Callable[..., None]:
+    """`inc(*labels)` of `counter`, each labelled child looked up once (`.labels()` per
+    read showed in the profile)."""
+    children: dict[tuple[str, ...], Any] = {}
+
+    def inc(*labels: str) -> None:
+        child = children.get(labels)
+        if child is None:
+            child = children[labels] = counter.labels(*labels)
+        child.inc()
+
+    return inc
 
 
-def _count_cache_result(result: CacheResult) -> None:
-    child = _CACHE_RESULTS.get(result)
-    if child is None:
-        child = _CACHE_RESULTS[result] = CACHE_REQUESTS.labels(result)
-    child.inc()
+_count_cache_result: Callable[[CacheResult], None] = _labelled(CACHE_REQUESTS)
 
 
 def _count_fill(result: FillResult) -> None:
@@ -109,6 +129,38 @@ def create_product_cache(
         loop_lag=lag,
         redis_timeout_s=settings.redis_timeout_s,
     )
+
+
+_count_search_result: Callable[[search_cache.Kind, search_cache.CacheResult], None] = _labelled(
+    SEARCH_CACHE_REQUESTS
+)
+
+
+def _count_search_fill(result: search_cache.FillResult) -> None:
+    SEARCH_CACHE_FILLS.labels(result).inc()
+
+
+def create_search_cache(
+    settings: Settings, redis: Redis, lag: LoopLag | None = None
+) -> SearchCache:
+    """The search answer cache on this Redis client (one per process)."""
+    return SearchCache(
+        redis,
+        prefix=settings.redis_prefix,
+        ttl_s=settings.search_cache_ttl_s,
+        breaker_threshold=settings.cache_breaker_threshold,
+        breaker_open_s=settings.cache_breaker_open_s,
+        redis_timeout_s=settings.redis_timeout_s,
+        loop_lag=lag,
+        on_result=_count_search_result,
+        on_fill=_count_search_fill,
+    )
+
+
+async def bump_search_generation(cache: SearchCache) -> None:
+    """The sync's `on_visible`: a new search generation, counted."""
+    await cache.bump()
+    SEARCH_CACHE_BUMPS.inc()
 
 
 def lake_config(settings: Settings) -> LakeConfig | None:
@@ -204,7 +256,11 @@ async def open_stores(
     lag = LoopLag()
     cache = create_product_cache(settings, pg, redis, lag)
     keys = ApiKeyCache(settings.api_key_cache_ttl_s)
-    stores = Stores(settings, pg, redis, search, blobs, analytics, cache, keys, lag)
+    answers = create_search_cache(settings, redis, lag)
+    searcher = ProductSearch(search, alias_name(settings.search_index_prefix), answers)
+    stores = Stores(
+        settings, pg, redis, search, blobs, analytics, cache, keys, answers, searcher, lag
+    )
     log.info("stores.opened", search_engine=settings.search_engine, schema=settings.database_schema)
     try:
         async with lag.running():

@@ -61,6 +61,7 @@ from purgatory.service._async.circuitbreaker import AsyncCircuitBreaker
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from storage.cache import delete_matching
 from storage.redis_errors import LoopLag, TimeoutRate, is_timeout
 
 CacheResult = Literal["hit", "miss", "error", "bypass"]
@@ -540,16 +541,7 @@ class ProductCache:
     async def flush(self) -> int:
         """Delete every key of this cache, of every generation (values, floors, leases);
         returns how many. For the restore procedure: `polyshop cache flush`."""
-        removed = 0
-        batch: list[bytes | str] = []
-        async for key in self.redis.scan_iter(match=self.pattern(), count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                removed += int(await self.redis.unlink(*batch))
-                batch = []
-        if batch:
-            removed += int(await self.redis.unlink(*batch))
-        return removed
+        return await delete_matching(self.redis, self.pattern())
 
     def _note_outage(self) -> None:
         self._outage_seen = True

@@ -22,6 +22,7 @@ from analytics.lake import LakeStore
 from images.context import ImageSettings, ImageStores
 from search.engine import SearchEngine
 from search.index_admin import alias_name
+from search.product_search import ProductSearch
 from storage.product_cache import ProductCache
 
 Conn = AsyncConnection[dict[str, Any]]
@@ -79,6 +80,8 @@ class WebStores(ImageStores, Protocol):
     def analytics(self) -> AnalyticsStore | LakeStore: ...
     @property
     def product_cache(self) -> ProductCache: ...
+    @property
+    def product_search(self) -> ProductSearch: ...
 
 
 def get_stores(request: Request) -> WebStores:
