@@ -17,10 +17,15 @@ from redis.asyncio import Redis
 
 from analytics.duck import AnalyticsStore, SandboxLimits, create_analytics_store
 from analytics.lake import LakeConfig, LakeStore
-from app.metrics import CACHE_BREAKER_STATE, CACHE_FILLS, CACHE_REQUESTS
+from app.metrics import (
+    CACHE_BREAKER_STATE,
+    CACHE_FILLS,
+    CACHE_REQUESTS,
+    ORDER_CACHE_REQUESTS,
+)
 from app.settings import Settings
 from search.engine import SearchEngine, create_search_engine
-from storage import outbox, products
+from storage import orders, outbox, products
 from storage.api_keys import ApiKeyCache
 from storage.blobs import create_minio
 from storage.cache import create_redis
@@ -36,6 +41,7 @@ PgPool = AsyncConnectionPool[AsyncConnection[dict[str, Any]]]
 # The outbox consumer that invalidates the product cache (app.cache_consumer); the
 # cache's catch-up reads what this consumer has not delivered yet.
 CACHE_CONSUMER = "cache"
+ORDER_KIND = "order"  # the order cache's keys: `order:{generation}:{id}`
 _BREAKER_GAUGE: dict[BreakerState, int] = {"closed": 0, "half-opened": 1, "opened": 2}
 
 
@@ -52,6 +58,9 @@ class Stores:
     analytics: AnalyticsStore | LakeStore
     product_cache: ProductCache
     api_keys: ApiKeyCache
+    # the order read's responses (app/order_cache.py): the product cache's rules, keys of
+    # kind "order", invalidated from the outbox's order events
+    order_cache: ProductCache
     # how late this process's event loop has been (storage/redis_errors.py): the rate
     # limiter and the cache breaker tell a busy process from a slow Redis with it
     loop_lag: LoopLag = field(default_factory=LoopLag)
@@ -59,12 +68,20 @@ class Stores:
 
 # one labelled child per result, looked up once (`.labels()` per read showed in the profile)
 _CACHE_RESULTS: dict[str, Any] = {}
+_ORDER_CACHE_RESULTS: dict[str, Any] = {}
 
 
 def _count_cache_result(result: CacheResult) -> None:
     child = _CACHE_RESULTS.get(result)
     if child is None:
         child = _CACHE_RESULTS[result] = CACHE_REQUESTS.labels(result)
+    child.inc()
+
+
+def _count_order_cache_result(result: CacheResult) -> None:
+    child = _ORDER_CACHE_RESULTS.get(result)
+    if child is None:
+        child = _ORDER_CACHE_RESULTS[result] = ORDER_CACHE_REQUESTS.labels(result)
     child.inc()
 
 
@@ -81,15 +98,55 @@ def create_product_cache(
 ) -> ProductCache:
     """The product read cache on these clients (one per process; tests make more to
     play other replicas)."""
+    return _response_cache(
+        settings,
+        pg,
+        redis,
+        lag,
+        kind="product",
+        aggregate=products.AGGREGATE,
+        on_result=_count_cache_result,
+        on_breaker_state=_export_breaker,
+        on_fill=_count_fill,
+    )
 
+
+def create_order_cache(
+    settings: Settings, pg: PgPool, redis: Redis, lag: LoopLag | None = None
+) -> ProductCache:
+    """The order read cache on these clients: the same cache, keys of kind "order",
+    caught up from the outbox's order events (its own lookups counted apart)."""
+    return _response_cache(
+        settings, pg, redis, lag, kind=ORDER_KIND, aggregate=orders.AGGREGATE,
+        on_result=_count_order_cache_result,
+    )  # fmt: skip
+
+
+def _response_cache(
+    settings: Settings,
+    pg: PgPool,
+    redis: Redis,
+    lag: LoopLag | None,
+    *,
+    kind: str,
+    aggregate: str,
+    on_result: Callable[[CacheResult], None],
+    on_breaker_state: Callable[[BreakerState], None] | None = None,
+    on_fill: Callable[[FillResult], None] | None = None,
+) -> ProductCache:
     async def undelivered() -> list[tuple[int, int]]:
         async with read_connection(pg) as conn:
-            return await outbox.undelivered(conn, CACHE_CONSUMER, products.AGGREGATE)
+            return await outbox.undelivered(conn, CACHE_CONSUMER, aggregate)
 
     async def generation() -> str:
         async with read_connection(pg) as conn:
             return await read_generation(conn)
 
+    hooks: dict[str, Any] = {}
+    if on_breaker_state is not None:
+        hooks["on_breaker_state"] = on_breaker_state
+    if on_fill is not None:
+        hooks["on_fill"] = on_fill
     return ProductCache(
         redis,
         prefix=settings.redis_prefix,
@@ -99,15 +156,15 @@ def create_product_cache(
         lease_wait_ms=settings.cache_lease_wait_ms,
         breaker_threshold=settings.cache_breaker_threshold,
         breaker_open_s=settings.cache_breaker_open_s,
-        on_result=_count_cache_result,
-        on_breaker_state=_export_breaker,
+        on_result=on_result,
         catch_up=undelivered,
         generation=generation,
         generation_check_s=settings.cache_generation_check_s,
         floor_ttl_ms=int(settings.cache_floor_ttl_s * 1000),
-        on_fill=_count_fill,
         loop_lag=lag,
         redis_timeout_s=settings.redis_timeout_s,
+        kind=kind,
+        **hooks,
     )
 
 
@@ -204,7 +261,8 @@ async def open_stores(
     lag = LoopLag()
     cache = create_product_cache(settings, pg, redis, lag)
     keys = ApiKeyCache(settings.api_key_cache_ttl_s)
-    stores = Stores(settings, pg, redis, search, blobs, analytics, cache, keys, lag)
+    order_cache = create_order_cache(settings, pg, redis, lag)
+    stores = Stores(settings, pg, redis, search, blobs, analytics, cache, keys, order_cache, lag)
     log.info("stores.opened", search_engine=settings.search_engine, schema=settings.database_schema)
     try:
         async with lag.running():
