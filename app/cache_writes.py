@@ -1,4 +1,5 @@
-"""The product cache on the write path: invalidate after the commit, before answering.
+"""The response caches on the write path (products; orders through the same `invalidate`,
+app/order_cache.py): invalidate after the commit, before answering.
 
 Read-your-writes through the cache (design guarantee 3) asks that once a write has
 returned, no replica serves the older version from Redis. The request invalidates the

@@ -19,6 +19,7 @@ from app.main import create_app
 from app.routes.thin import is_thin
 from app.settings import Settings
 from app.stores import Stores
+from tests.integration.test_cache_hot_read import count_mgets
 from tests.support.auth import bearer
 
 # the generation is re-read from Postgres (its own way, not prefetched) at most every
@@ -120,15 +121,9 @@ async def test_a_cached_order_read_with_the_limiter_on_makes_no_mget_of_its_own(
         oid = (await place(c, owner, product))["id"]
         for _ in range(2):  # the cache filled, its breaker made
             assert (await c.get(f"/orders/{oid}", headers=owner)).status_code == 200
-        cache = app.state.stores.order_cache
-        calls = [0]
-        real = cache.redis.mget
-
-        async def counted(*args: Any, **kwargs: Any) -> Any:
-            calls[0] += 1
-            return await real(*args, **kwargs)
-
-        cache.redis.mget = counted
+        # the order cache shares the stores' Redis client: every MGET is counted
+        assert app.state.stores.order_cache.redis is app.state.stores.product_cache.redis
+        calls = count_mgets(app)
         answers = [await c.get(f"/orders/{oid}", headers=owner) for _ in range(3)]
     assert [a.status_code for a in answers] == [200, 200, 200]
     assert len({a.content for a in answers}) == 1
