@@ -21,6 +21,11 @@ CACHE_REQUESTS = Counter(
     "Product cache lookups by result: hit, miss, error (Redis failed), bypass (breaker open)",
     ["result"],
 )
+ORDER_CACHE_REQUESTS = Counter(
+    "polyshop_order_cache_requests_total",
+    "Order cache lookups (GET /orders/{id}) by result: hit, miss, error, bypass",
+    ["result"],
+)
 CACHE_HANDOFFS = Counter(
     "polyshop_cache_handoffs_total",
     "Writes whose invalidation this replica could not send, by how the wait for the outbox"

@@ -22,7 +22,7 @@ from storage.cursor import InvalidCursor
 from storage.postgres import read_connection
 from web import cart as cart_cookie
 from web import media
-from web.backend import Conn, invalidate
+from web.backend import Conn, invalidate, invalidate_order
 from web.context import Page, PageDep, set_cookie
 from web.errors import PageRoute
 
@@ -296,4 +296,5 @@ async def cancel(order_id: int, page: PageDep) -> Response:
     if result is None:
         raise HTTPException(404, "no such order")
     await invalidate(page.request, result.product_versions)
+    await invalidate_order(page.request, result)
     return RedirectResponse(f"/shop/orders/{order_id}", status_code=303)
