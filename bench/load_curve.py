@@ -221,7 +221,7 @@ def goals(off: Sequence[Step], on: Sequence[Step]) -> list[tuple[str, bool]]:
             (f"limiter on, probed 429s without Retry-After: {missing} of {probes}", missing == 0)
         )
         counted = all(not s.problems for s in on)
-        out.append(("limiter on, every 429 hey saw was counted as a refusal", counted))
+        out.append(("limiter on, every 429 the generator saw was counted as a refusal", counted))
         errors = sum(s.errors for s in on)
         out.append((f"limiter on, errors other than 429: {errors}", errors == 0))
     return out
