@@ -73,6 +73,12 @@ def key_id(authorization: str | None) -> str | None:
     return hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
+def script_args(buckets: Sequence[Bucket], cost: int = 1) -> tuple[bytes, ...]:
+    """LUA_TAKE's ARGV: the cost, then capacity, rate and idle TTL of each bucket."""
+    values = [cost, *(v for b in buckets for v in (b.capacity, b.rate, idle_ttl_s(b)))]
+    return tuple(repr(value).encode() for value in values)
+
+
 class RateLimiter:
     """The buckets of one process; the Redis client comes with each call (it lives in the
     app's stores, opened by the lifespan)."""
@@ -89,6 +95,13 @@ class RateLimiter:
         self._timeouts = TimeoutRate(TIMEOUTS_PER_S)
         # one script object; each call names its client (tests run several apps)
         self._take: AsyncScript | None = None
+        # the script's ARGV for each set of buckets (with an address?, with a key?),
+        # encoded once
+        self._args = {
+            (address, key): script_args([self.address_bucket] * address + [self.key_bucket] * key)
+            for address in (False, True)
+            for key in (False, True)
+        }
 
     async def check(
         self,
@@ -107,16 +120,11 @@ class RateLimiter:
             RATE_LIMIT_ERRORS.labels("skipped").inc()
             return None
         keys: list[str] = []
-        buckets: list[Bucket] = []
         if address is not None:
             keys.append(f"{self.prefix}a:{address}")
-            buckets.append(self.address_bucket)
         if key is not None:
             keys.append(f"{self.prefix}k:{key}")
-            buckets.append(self.key_bucket)
-        args: list[float | int] = [1]
-        for bucket in buckets:
-            args += [bucket.capacity, bucket.rate, idle_ttl_s(bucket)]
+        args = self._args[(address is not None, key is not None)]
         keys += read
         try:
             result = await self._take_tokens(redis, keys, args, lag)
@@ -138,7 +146,7 @@ class RateLimiter:
         )
 
     async def _take_tokens(
-        self, redis: Redis, keys: list[str], args: list[float | int], lag: LoopLag
+        self, redis: Redis, keys: list[str], args: Sequence[bytes], lag: LoopLag
     ) -> Any:
         # A timeout: most likely this process was busy and read the answer late. Taking
         # the tokens twice is possible (the first call may have run) and errs on the

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.middleware.ratelimit import is_exempt, key_id
+from app.middleware.ratelimit import is_exempt, key_id, script_args
 from app.middleware.token_bucket import Bucket, BucketState, idle_ttl_s, refill, take
 
 BUCKET = Bucket(capacity=3, rate=1.0)
@@ -93,3 +93,9 @@ def test_the_key_bucket_id_is_a_hash_never_the_key() -> None:
 )
 def test_exempt_paths(path: str, exempt: bool) -> None:
     assert is_exempt(path) is exempt
+
+
+def test_the_scripts_args_are_the_cost_then_each_buckets_capacity_rate_and_ttl() -> None:
+    assert script_args([]) == (b"1",)
+    args = script_args([Bucket(600, 10.0), Bucket(2, 0.25)])
+    assert args == (b"1", b"600", b"10.0", b"61", b"2", b"0.25", b"9")
