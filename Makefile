@@ -46,8 +46,13 @@ stack-status:
 
 # run-tests: `up`, pytest, then stop whatever this invocation started; exits with
 # pytest's code. --durations: every CI run lists its 60 slowest tests (the time budget).
+# -n/--dist loadgroup: pytest-xdist workers; one of them runs the private instance's
+# tests (the fault suite, then the soak) while the others share the stack
+# (docs/developing.md, "CI time budget"). PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 3
 test: install
-	$(UV) run python -m devstack run-tests -- -p no:cacheprovider -q --durations=60 $(PYTEST_ARGS)
+	$(UV) run python -m devstack run-tests -- -p no:cacheprovider -q --durations=60 \
+	  $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
 lint: install
 	$(UV) run ruff check . && $(UV) run ruff format --check . && $(UV) run mypy .
