@@ -7,18 +7,20 @@ needs no service and imports no part of the app it does not test.
 budget"). Every integration test of the session's dev stack holds the stack's lock
 shared, a `stack_exclusive` test (it stops, kills or pauses a service) holds it alone
 (tests/support/stack_lock.py); the tests of the private instance (the fixture
-`private_stack`: the fault suite, then the soak) are one xdist group, so one worker runs
-them in turn, beside the others."""
+`private_stack`: the fault suite, then the soak) are one group of the xdist scheduler
+(tests/support/private_group.py), so one worker runs them in turn, beside the others."""
 
 from __future__ import annotations
 
 from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support import summary
 
+ROOT = Path(__file__).parent.parent
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 PRIVATE_STACK = "private_stack"  # the fixture (tests/integration/conftest.py)
 
@@ -27,13 +29,32 @@ def _on_private_stack(item: pytest.Item) -> bool:
     return PRIVATE_STACK in getattr(item, "fixturenames", ())
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup)
+def _in_private_dirs(item: pytest.Item) -> bool:
+    from tests.support.private_group import DIRS
+
+    path = Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix()
+    return path.startswith(DIRS)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION_DIR in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
-        if _on_private_stack(item):
-            item.add_marker(pytest.mark.xdist_group(PRIVATE_STACK))
+        if _on_private_stack(item) != _in_private_dirs(item):
+            # the scheduler groups the private instance's tests by their directory
+            raise pytest.UsageError(
+                f"{item.nodeid}: a test uses {PRIVATE_STACK} if and only if it is in"
+                " tests/support/private_group.py: DIRS"
+            )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> object | None:
+    if config.getvalue("dist") != "loadgroup":
+        return None  # xdist's own
+    from tests.support.private_group import PrivateStackScheduling
+
+    return PrivateStackScheduling(config, log)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -44,9 +44,9 @@ KEEP_PRIVATE = os.environ.get("POLYSHOP_FAULT_KEEP_STACK", "") == "1"  # debuggi
 def private_stack() -> Iterator[devstack.Layout]:
     """The private instance, up (OpenSearch with a 1 GB heap); stopped (by supervisord's
     pid) and emptied at the end. Its users (tests/integration/fault/, soak/) are one
-    xdist group, `private_stack` (tests/conftest.py): one worker runs them in turn, the
-    fault suite first, and boots the instance at the start of the session while the
-    other workers run the rest."""
+    group of the xdist scheduler (tests/support/private_group.py): one worker runs them
+    in turn, the fault suite first, and boots the instance at the start of the session
+    while the other workers run the rest."""
     layout = devstack.instance(PRIVATE_INSTANCE, PRIVATE_PORT_OFFSET, opensearch_heap="1g")
     try:
         devstack.up(progress=False, layout=layout)

@@ -35,7 +35,9 @@ from tests.integration.fault.checks import (
 from tests.integration.fault.ledger import Ledger, Recovery
 from tests.support import summary
 
-pytestmark = [pytest.mark.fault, pytest.mark.timeout(600)]
+# the first fault's setup boots the private instance and deploys on it: minutes on a
+# loaded machine, beside the other tests
+pytestmark = [pytest.mark.fault, pytest.mark.timeout(900)]
 
 CONCURRENCY = 4
 WARM_S = 1.5  # load before the fault
