@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.deps import StoresDep
 from app.problems import Forbidden, Unauthorized
+from app.stores import Stores
 from storage import api_keys
 from storage.api_keys import ApiKey, Role
 from storage.postgres import read_connection
@@ -31,8 +32,14 @@ async def get_principal(
     stores: StoresDep,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
 ) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
+    return await authenticate(stores, request.headers.get("authorization"))
+
+
+async def authenticate(stores: Stores, authorization: str | None) -> Principal:
+    """The principal of an `Authorization` header value; Unauthorized without a valid
+    key. A key not in the process's cache (valid lately, no revocation since) is looked
+    up in Postgres (shared by `get_principal` and the thin order read)."""
+    scheme, _, key = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("missing bearer API key", headers=_CHALLENGE)
     key_hash = api_keys.hash_key(stores.settings.api_key_pepper.get_secret_value(), key.strip())

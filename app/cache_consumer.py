@@ -1,4 +1,5 @@
-"""The outbox consumer "cache": applies each product change to the product cache.
+"""The outbox consumer "cache": applies each product change to the product cache, and
+each order change to the order cache (app/order_cache.py).
 
 The request path invalidates right after each commit; this consumer applies the same
 invalidation from the outbox, so one missed while Redis was down is applied later.
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from app.stores import CACHE_CONSUMER, Stores, create_product_cache
+from storage import orders as order_events
 from storage import products
 from storage.outbox import OutboxEvent
 from storage.product_cache import ProductCache
@@ -22,23 +24,29 @@ def build_product_cache(stores: Stores) -> ProductCache:
 
 
 class CacheInvalidator:
-    """Outbox consumer: raise each product's version floor and drop older cached bytes.
-    Idempotent and order-insensitive (the Lua script keeps the highest version)."""
+    """Outbox consumer: raise each product's (and, with `orders`, each order's) version
+    floor and drop older cached bytes. Idempotent and order-insensitive (the Lua script
+    keeps the highest version)."""
 
     name = CONSUMER_NAME
 
-    def __init__(self, cache: ProductCache) -> None:
+    def __init__(self, cache: ProductCache, orders: ProductCache | None = None) -> None:
         self.cache = cache
+        self.orders = orders
 
     async def apply(self, events: Sequence[OutboxEvent]) -> None:
-        latest: dict[int, int] = {}
+        caches = {products.AGGREGATE: self.cache}
+        if self.orders is not None:
+            caches[order_events.AGGREGATE] = self.orders
+        latest: dict[str, dict[int, int]] = {}
         for event in events:
-            if event.aggregate == products.AGGREGATE:
-                latest[event.aggregate_id] = max(event.version, latest.get(event.aggregate_id, 0))
-        if latest:
-            await self.cache.invalidate_strict(latest.items())
+            if event.aggregate in caches:
+                seen = latest.setdefault(event.aggregate, {})
+                seen[event.aggregate_id] = max(event.version, seen.get(event.aggregate_id, 0))
+        for aggregate, versions in latest.items():
+            await caches[aggregate].invalidate_strict(versions.items())
 
 
 def cache_consumer(stores: Stores) -> CacheInvalidator:
-    """The consumer on the process's own product cache."""
-    return CacheInvalidator(stores.product_cache)
+    """The consumer on the process's own product and order caches."""
+    return CacheInvalidator(stores.product_cache, stores.order_cache)

@@ -1,4 +1,5 @@
-"""The product cache on the write path: invalidate after the commit, before answering.
+"""The response caches on the write path (products; orders through the same `invalidate`,
+app/order_cache.py): invalidate after the commit, before answering.
 
 Read-your-writes through the cache (design guarantee 3) asks that once a write has
 returned, no replica serves the older version from Redis. The request invalidates the
@@ -45,15 +46,22 @@ def get_product_cache(request: Request) -> ProductCache:
 async def invalidate_products(stores: Stores, changes: Sequence[tuple[int, int]]) -> None:
     """After the commit, before answering: (product id, version written) pairs. Called
     by the request transaction (app.transaction) for the products its route changed."""
-    cache = stores.product_cache
-    missed = [
-        (pid, version) for pid, version in changes if not await cache.invalidate(pid, version)
-    ]
+    await invalidate(stores, stores.product_cache, products.AGGREGATE, changes)
+
+
+async def invalidate(
+    stores: Stores, cache: ProductCache, aggregate: str, changes: Sequence[tuple[int, int]]
+) -> None:
+    """(id, version written) pairs of `aggregate`, whose responses `cache` keeps; what
+    this replica could not invalidate is handed to the relay (the order cache too)."""
+    missed = [(i, version) for i, version in changes if not await cache.invalidate(i, version)]
     if missed:
-        await hand_off(stores, missed)
+        await hand_off(stores, missed, aggregate)
 
 
-async def hand_off(stores: Stores, missed: Sequence[tuple[int, int]]) -> Delivery:
+async def hand_off(
+    stores: Stores, missed: Sequence[tuple[int, int]], aggregate: str = products.AGGREGATE
+) -> Delivery:
     """Wait for the outbox relay to apply the invalidations this replica could not."""
     state: Delivery = "pending"
     wait_s = stores.settings.cache_handoff_wait_s
@@ -66,13 +74,13 @@ async def hand_off(stores: Stores, missed: Sequence[tuple[int, int]]) -> Deliver
             # out of time (or Postgres kept failing): still pending as far as we know
             retry_error_callback=lambda _: "pending",
         )
-        state = await retrying(_delivery, stores, missed)
+        state = await retrying(_delivery, stores, missed, aggregate)
     outcome = {"done": "relayed", "failing": "relay_failing", "pending": "timeout"}[state]
     CACHE_HANDOFFS.labels(outcome).inc()
-    log.warning("cache.handoff", products=[pid for pid, _ in missed], outcome=outcome)
+    log.warning("cache.handoff", aggregate=aggregate, ids=[i for i, _ in missed], outcome=outcome)
     return state
 
 
-async def _delivery(stores: Stores, missed: Sequence[tuple[int, int]]) -> Delivery:
+async def _delivery(stores: Stores, missed: Sequence[tuple[int, int]], aggregate: str) -> Delivery:
     async with read_connection(stores.pg) as conn:
-        return await outbox.delivery(conn, CACHE_CONSUMER, products.AGGREGATE, missed)
+        return await outbox.delivery(conn, CACHE_CONSUMER, aggregate, missed)

@@ -21,8 +21,10 @@ from app.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from app.middleware import install_middleware
 from app.problems import install_problem_handlers
 from app.routes import health
-from app.routes.product_read import install_product_read
+from app.routes.order_read import order_read_routes
+from app.routes.product_read import product_read_routes
 from app.routes.registry import feature_routers
+from app.routes.thin import install_thin_routes
 from app.settings import Settings, get_settings
 from app.stores import StoresFactory, open_stores
 
@@ -64,8 +66,11 @@ def create_app(
     app.include_router(health.router)
     for router in feature_routers():
         app.include_router(router)
-    # the thin GET /products/{id}, before the documented route (and the bench's baseline)
-    install_product_read(app, bench_routes=settings.bench_routes)
+    # the thin GET /products/{id} and GET /orders/{id}, before the documented routes
+    # (and the bench's baseline)
+    install_thin_routes(
+        app, [*product_read_routes(bench_routes=settings.bench_routes), *order_read_routes()]
+    )
     return app
 
 

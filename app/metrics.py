@@ -21,6 +21,11 @@ CACHE_REQUESTS = Counter(
     "Product cache lookups by result: hit, miss, error (Redis failed), bypass (breaker open)",
     ["result"],
 )
+ORDER_CACHE_REQUESTS = Counter(
+    "polyshop_order_cache_requests_total",
+    "Order cache lookups (GET /orders/{id}) by result: hit, miss, error, bypass",
+    ["result"],
+)
 CACHE_HANDOFFS = Counter(
     "polyshop_cache_handoffs_total",
     "Writes whose invalidation this replica could not send, by how the wait for the outbox"
@@ -68,6 +73,22 @@ SEARCH_DRIFT = Gauge(
     ["kind"],
 )
 SEARCH_RECONCILE_RUNS = Counter("polyshop_search_reconcile_runs_total", "Reconcile runs finished")
+SEARCH_CACHE_REQUESTS = Counter(
+    "polyshop_search_cache_requests_total",
+    "Search cache lookups by kind (products, suggest) and result: hit, miss, error (Redis"
+    " failed: answered by the engine), bypass (Redis skipped after repeated failures)",
+    ["kind", "result"],
+)
+SEARCH_CACHE_FILLS = Counter(
+    "polyshop_search_cache_fills_total",
+    "Search cache fills after a miss: stored, stale (the search generation moved while the"
+    " engine answered: not stored), error (Redis failed)",
+    ["outcome"],
+)
+SEARCH_CACHE_BUMPS = Counter(
+    "polyshop_search_cache_generation_bumps_total",
+    "Search generation bumps (index writes made visible: sync batches, reindex, repairs)",
+)
 
 # ETL Postgres -> DuckDB (etl/, app/etl_schedule.py)
 ETL_DATA_AGE = Gauge(

@@ -8,26 +8,21 @@ through the request's state; the cache uses them instead of its own MGET when th
 still valid (storage/product_cache.py: `ReadPlan`, `get_or_load(prefetched=...)`), and
 reads for itself otherwise. Every guarantee holds as with the MGET: the value and the
 floor are read together, before Postgres, after the request arrived.
+
+An authenticated `GET /orders/{id}` is read the same way from the order cache
+(app/order_cache.py): `order_read_plan`.
 """
 
 from __future__ import annotations
 
 from starlette.types import Scope
 
-from app.schemas.orders import MAX_ID
+from app.routes.thin import plain_id
 from storage.product_cache import Prefetched, ProductCache, ReadPlan
 
 _PREFIX = "/products/"
+_ORDERS = "/orders/"
 _STATE_KEY = "polyshop_product_prefetch"
-
-
-def plain_id(text: str) -> int | None:
-    """A product id in its plain decimal form (1 to the bigint maximum, no sign, no
-    leading zero); None for anything else."""
-    if not text.isascii() or not text.isdigit() or text.startswith("0") or len(text) > 19:
-        return None
-    value = int(text)
-    return value if value <= MAX_ID else None
 
 
 def product_read_plan(scope: Scope, cache: ProductCache) -> ReadPlan | None:
@@ -38,6 +33,16 @@ def product_read_plan(scope: Scope, cache: ProductCache) -> ReadPlan | None:
         return None
     product_id = plain_id(path[len(_PREFIX) :])
     return None if product_id is None else cache.read_plan(product_id)
+
+
+def order_read_plan(scope: Scope, cache: ProductCache) -> ReadPlan | None:
+    """The same for `GET /orders/{id}` and the order cache (only asked for a request
+    that carries a key: without one the read is refused before the cache)."""
+    path: str = scope["path"]
+    if scope["method"] != "GET" or not path.startswith(_ORDERS):
+        return None
+    order_id = plain_id(path[len(_ORDERS) :])
+    return None if order_id is None else cache.read_plan(order_id)
 
 
 def hand_prefetched(scope: Scope, prefetched: Prefetched) -> None:

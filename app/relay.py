@@ -90,16 +90,27 @@ class Relay:
 
     async def drain(self, stop: asyncio.Event | None = None) -> int:
         """Relay every due event of every consumer; returns how many were acknowledged.
-        A consumer that fails is left alone until its backoff expires."""
+        The consumers drain side by side (each has its own cursor, claims and acks), so
+        one that waits (the search consumer waits for the index refresh) does not hold
+        the others (order e-mails) back. A consumer that fails is left alone until its
+        backoff expires."""
+        results = await asyncio.gather(
+            *(self._drain_one(c, stop) for c in self.consumers), return_exceptions=True
+        )
+        for result in results:  # every consumer has finished: raise the first failure
+            if isinstance(result, BaseException):
+                raise result
+        return sum(r for r in results if isinstance(r, int))
+
+    async def _drain_one(self, consumer: Consumer, stop: asyncio.Event | None) -> int:
         acked = 0
-        for consumer in self.consumers:
-            while stop is None or not stop.is_set():
-                claimed, ok = await self.relay_batch(consumer)
-                if not ok:
-                    break
-                acked += claimed
-                if claimed < self.stores.settings.outbox_batch_size:
-                    break
+        while stop is None or not stop.is_set():
+            claimed, ok = await self.relay_batch(consumer)
+            if not ok:
+                break
+            acked += claimed
+            if claimed < self.stores.settings.outbox_batch_size:
+                break
         return acked
 
     async def report_backlog(self) -> None:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 import structlog
 
@@ -14,7 +15,7 @@ from app.metrics import (
     SEARCH_DRIFT,
     SEARCH_RECONCILE_RUNS,
 )
-from app.stores import Stores
+from app.stores import Stores, bump_search_generation
 from kit.periodic import run_every
 from search.consumer import SearchIndexConsumer
 from search.reconcile import DriftReport, reconcile
@@ -33,6 +34,7 @@ def search_consumer(stores: Stores) -> SearchIndexConsumer:
         stores.search,
         stores.settings.search_index_prefix,
         observe_lag=SEARCH_COMMIT_TO_SEARCHABLE.observe,
+        on_visible=partial(bump_search_generation, stores.search_cache),
     )
 
 
@@ -49,7 +51,12 @@ async def reconcile_once(stores: Stores) -> DriftReport | None:
         if not await locks.try_session_lock(conn, RECONCILE_LOCK):
             return None
         try:
-            report = await reconcile(stores.pg, stores.search, stores.settings.search_index_prefix)
+            report = await reconcile(
+                stores.pg,
+                stores.search,
+                stores.settings.search_index_prefix,
+                on_visible=partial(bump_search_generation, stores.search_cache),
+            )
         finally:
             await locks.session_unlock(conn, RECONCILE_LOCK)
     export_drift(report)

@@ -176,6 +176,13 @@ class Settings(BaseSettings):
         "polyshop", pattern=r"^[a-z0-9_-]+$", description="prefix of index and alias names"
     )
     search_timeout_s: float = Field(5.0, gt=0, description="per request to the engine")
+    search_cache_ttl_s: float = Field(
+        60.0,
+        ge=0,
+        description="search answers (search, suggest, the storefront's search) are cached in"
+        " Redis this long at most; the index sync invalidates them sooner (docs/search.md);"
+        " 0: off",
+    )
 
     # MinIO / S3: product images
     s3_endpoint: str = Field("127.0.0.1:59000", description="MinIO/S3 host:port")

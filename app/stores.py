@@ -17,10 +17,22 @@ from redis.asyncio import Redis
 
 from analytics.duck import AnalyticsStore, SandboxLimits, create_analytics_store
 from analytics.lake import LakeConfig, LakeStore
-from app.metrics import CACHE_BREAKER_STATE, CACHE_FILLS, CACHE_REQUESTS
+from app.metrics import (
+    CACHE_BREAKER_STATE,
+    CACHE_FILLS,
+    CACHE_REQUESTS,
+    ORDER_CACHE_REQUESTS,
+    SEARCH_CACHE_BUMPS,
+    SEARCH_CACHE_FILLS,
+    SEARCH_CACHE_REQUESTS,
+)
 from app.settings import Settings
+from search import cache as search_cache
+from search.cache import SearchCache
 from search.engine import SearchEngine, create_search_engine
-from storage import outbox, products
+from search.index_admin import alias_name
+from search.product_search import ProductSearch
+from storage import orders, outbox, products
 from storage.api_keys import ApiKeyCache
 from storage.blobs import create_minio
 from storage.cache import create_redis
@@ -36,6 +48,7 @@ PgPool = AsyncConnectionPool[AsyncConnection[dict[str, Any]]]
 # The outbox consumer that invalidates the product cache (app.cache_consumer); the
 # cache's catch-up reads what this consumer has not delivered yet.
 CACHE_CONSUMER = "cache"
+ORDER_KIND = "order"  # the order cache's keys: `order:{generation}:{id}`
 _BREAKER_GAUGE: dict[BreakerState, int] = {"closed": 0, "half-opened": 1, "opened": 2}
 
 
@@ -52,20 +65,35 @@ class Stores:
     analytics: AnalyticsStore | LakeStore
     product_cache: ProductCache
     api_keys: ApiKeyCache
+    search_cache: SearchCache
+    # the one search service (API routes and storefront pages), on `search_cache`
+    product_search: ProductSearch
+    # the order read's responses (app/order_cache.py): the product cache's rules, keys of
+    # kind "order", invalidated from the outbox's order events
+    order_cache: ProductCache
     # how late this process's event loop has been (storage/redis_errors.py): the rate
     # limiter and the cache breaker tell a busy process from a slow Redis with it
     loop_lag: LoopLag = field(default_factory=LoopLag)
 
 
-# one labelled child per result, looked up once (`.labels()` per read showed in the profile)
-_CACHE_RESULTS: dict[str, Any] = {}
+def _labelled(counter: Any) -> Callable[..., None]:
+    """`inc(*labels)` of `counter`, each labelled child looked up once (`.labels()` per
+    read showed in the profile)."""
+    children: dict[tuple[str, ...], Any] = {}
+
+    def inc(*labels: str) -> None:
+        child = children.get(labels)
+        if child is None:
+            child = children[labels] = counter.labels(*labels)
+        child.inc()
+
+    return inc
 
 
-def _count_cache_result(result: CacheResult) -> None:
-    child = _CACHE_RESULTS.get(result)
-    if child is None:
-        child = _CACHE_RESULTS[result] = CACHE_REQUESTS.labels(result)
-    child.inc()
+_count_cache_result: Callable[[CacheResult], None] = _labelled(CACHE_REQUESTS)
+
+
+_count_order_cache_result: Callable[[CacheResult], None] = _labelled(ORDER_CACHE_REQUESTS)
 
 
 def _count_fill(result: FillResult) -> None:
@@ -81,15 +109,55 @@ def create_product_cache(
 ) -> ProductCache:
     """The product read cache on these clients (one per process; tests make more to
     play other replicas)."""
+    return _response_cache(
+        settings,
+        pg,
+        redis,
+        lag,
+        kind="product",
+        aggregate=products.AGGREGATE,
+        on_result=_count_cache_result,
+        on_breaker_state=_export_breaker,
+        on_fill=_count_fill,
+    )
 
+
+def create_order_cache(
+    settings: Settings, pg: PgPool, redis: Redis, lag: LoopLag | None = None
+) -> ProductCache:
+    """The order read cache on these clients: the same cache, keys of kind "order",
+    caught up from the outbox's order events (its own lookups counted apart)."""
+    return _response_cache(
+        settings, pg, redis, lag, kind=ORDER_KIND, aggregate=orders.AGGREGATE,
+        on_result=_count_order_cache_result,
+    )  # fmt: skip
+
+
+def _response_cache(
+    settings: Settings,
+    pg: PgPool,
+    redis: Redis,
+    lag: LoopLag | None,
+    *,
+    kind: str,
+    aggregate: str,
+    on_result: Callable[[CacheResult], None],
+    on_breaker_state: Callable[[BreakerState], None] | None = None,
+    on_fill: Callable[[FillResult], None] | None = None,
+) -> ProductCache:
     async def undelivered() -> list[tuple[int, int]]:
         async with read_connection(pg) as conn:
-            return await outbox.undelivered(conn, CACHE_CONSUMER, products.AGGREGATE)
+            return await outbox.undelivered(conn, CACHE_CONSUMER, aggregate)
 
     async def generation() -> str:
         async with read_connection(pg) as conn:
             return await read_generation(conn)
 
+    hooks: dict[str, Any] = {}
+    if on_breaker_state is not None:
+        hooks["on_breaker_state"] = on_breaker_state
+    if on_fill is not None:
+        hooks["on_fill"] = on_fill
     return ProductCache(
         redis,
         prefix=settings.redis_prefix,
@@ -99,16 +167,48 @@ def create_product_cache(
         lease_wait_ms=settings.cache_lease_wait_ms,
         breaker_threshold=settings.cache_breaker_threshold,
         breaker_open_s=settings.cache_breaker_open_s,
-        on_result=_count_cache_result,
-        on_breaker_state=_export_breaker,
+        on_result=on_result,
         catch_up=undelivered,
         generation=generation,
         generation_check_s=settings.cache_generation_check_s,
         floor_ttl_ms=int(settings.cache_floor_ttl_s * 1000),
-        on_fill=_count_fill,
         loop_lag=lag,
         redis_timeout_s=settings.redis_timeout_s,
+        kind=kind,
+        **hooks,
     )
+
+
+_count_search_result: Callable[[search_cache.Kind, search_cache.CacheResult], None] = _labelled(
+    SEARCH_CACHE_REQUESTS
+)
+
+
+def _count_search_fill(result: search_cache.FillResult) -> None:
+    SEARCH_CACHE_FILLS.labels(result).inc()
+
+
+def create_search_cache(
+    settings: Settings, redis: Redis, lag: LoopLag | None = None
+) -> SearchCache:
+    """The search answer cache on this Redis client (one per process)."""
+    return SearchCache(
+        redis,
+        prefix=settings.redis_prefix,
+        ttl_s=settings.search_cache_ttl_s,
+        breaker_threshold=settings.cache_breaker_threshold,
+        breaker_open_s=settings.cache_breaker_open_s,
+        redis_timeout_s=settings.redis_timeout_s,
+        loop_lag=lag,
+        on_result=_count_search_result,
+        on_fill=_count_search_fill,
+    )
+
+
+async def bump_search_generation(cache: SearchCache) -> None:
+    """The sync's `on_visible`: a new search generation, counted."""
+    await cache.bump()
+    SEARCH_CACHE_BUMPS.inc()
 
 
 def lake_config(settings: Settings) -> LakeConfig | None:
@@ -204,7 +304,23 @@ async def open_stores(
     lag = LoopLag()
     cache = create_product_cache(settings, pg, redis, lag)
     keys = ApiKeyCache(settings.api_key_cache_ttl_s)
-    stores = Stores(settings, pg, redis, search, blobs, analytics, cache, keys, lag)
+    answers = create_search_cache(settings, redis, lag)
+    searcher = ProductSearch(search, alias_name(settings.search_index_prefix), answers)
+    order_cache = create_order_cache(settings, pg, redis, lag)
+    stores = Stores(
+        settings,
+        pg,
+        redis,
+        search,
+        blobs,
+        analytics,
+        cache,
+        keys,
+        answers,
+        searcher,
+        order_cache,
+        lag,
+    )
     log.info("stores.opened", search_engine=settings.search_engine, schema=settings.database_schema)
     try:
         async with lag.running():

@@ -29,7 +29,7 @@ class WorkerPlan:
 def build_consumers(stores: Stores) -> list[Consumer]:
     """Every outbox consumer, in delivery order."""
     return [
-        CacheInvalidator(stores.product_cache),
+        CacheInvalidator(stores.product_cache, stores.order_cache),
         search_worker.search_consumer(stores),
         jobs.jobs_consumer(stores),  # publishes order events and reminders to RabbitMQ
     ]

@@ -4,10 +4,11 @@ A Python client competes with the server for the GIL-free share of a 2-core mach
 costs more CPU per request than the server it measures; hey (Go, pinned, built by
 `devstack.ensure_hey` with `go install`) costs a fraction of it. `run_hey` runs one hey
 process against one URL for a fixed time and parses its summary (throughput, latency
-distribution, status codes, transport errors); `run_mix` runs one hey per URL of a
-weighted mix at once (or one after another when there are fewer clients than URLs) and
-combines them; `ServerCpu` reads the CPU time of the stack's API replicas, nginx, Redis
-and Postgres from /proc (bench/cpu.py) so a step can report core-ms per request.
+distribution, status codes, transport errors); `combine` joins runs (the rounds of one
+scenario); `ServerCpu` reads the CPU time of the stack's API replicas, nginx, Redis,
+Postgres and, if asked, the search engine from /proc (bench/cpu.py) so a step can report
+core-ms per request. A weighted mix of URLs in one closed loop is vegeta's
+(bench/vegeta.py).
 
 The summary, not `-o csv`, is parsed: hey's CSV lists only the requests that got an
 answer, so refused or reset connections (the errors a load curve is about) would vanish.
@@ -167,32 +168,6 @@ class Leg:
     seconds: float
 
 
-def build_mix(
-    urls: Mapping[str, str], weights: Mapping[str, float], concurrency: int, seconds: float
-) -> tuple[list[Leg], bool]:
-    """The hey processes for `concurrency` clients on a weighted mix of URLs.
-
-    With at least one client per URL, every URL gets clients in proportion to its weight
-    (largest remainder, at least one each) and all run for `seconds` at once. With fewer
-    clients than URLs, the step is cut into slices, one URL after another, each with all
-    the clients for its share of the time. Returns the legs and whether they run one
-    after another.
-    """
-    names = [n for n in urls if weights.get(n, 0) > 0]
-    if not names or concurrency < 1 or seconds <= 0:
-        raise ValueError("a mix needs a URL with a positive weight, clients and time")
-    total = sum(weights[n] for n in names)
-    if concurrency < len(names):
-        return [Leg(n, urls[n], concurrency, seconds * weights[n] / total) for n in names], True
-    spare = concurrency - len(names)  # one each first, the rest by weight
-    shares = {n: spare * weights[n] / total for n in names}
-    counts = {n: 1 + int(shares[n]) for n in names}
-    left = concurrency - sum(counts.values())
-    for n in sorted(names, key=lambda n: shares[n] - int(shares[n]), reverse=True)[:left]:
-        counts[n] += 1
-    return [Leg(n, urls[n], counts[n], seconds) for n in names], False
-
-
 def hey_command(
     binary: Path, url: str, concurrency: int, seconds: float, headers: Mapping[str, str]
 ) -> list[str]:
@@ -252,13 +227,17 @@ def run_hey(
 
 class ServerCpu:
     """CPU seconds of the server side of a deployment: every API replica, nginx (with its
-    workers), and the stack's Redis and Postgres (with its backends)."""
+    workers), the stack's Redis and Postgres (with its backends), and, when `engine`
+    names it (a dev stack service: "opensearch", "elasticsearch"), the search engine."""
 
-    def __init__(self, layout: devstack.Layout = devstack.LAYOUT) -> None:
+    def __init__(self, layout: devstack.Layout = devstack.LAYOUT, engine: str = "") -> None:
         self.meter = CpuMeter()
         for service in devstack.status(layout=layout):
-            wanted = service.name.startswith("api:") or service.name == "nginx"
-            if wanted and service.pid and service.state == "RUNNING":
+            if not service.pid or service.state != "RUNNING":
+                continue
+            if engine and service.name == engine:
+                self.meter.watch("engine", service.pid)
+            elif service.name.startswith("api:") or service.name == "nginx":
                 self.meter.watch(service.name, service.pid)
 
     def measure(self) -> dict[str, float]:
@@ -268,13 +247,14 @@ class ServerCpu:
     def per_request_ms(
         before: dict[str, float], after: dict[str, float], requests: int
     ) -> dict[str, float]:
-        """core-ms per request: `api` (all replicas), `nginx`, `redis`, `postgres`, and
-        `server` (their sum); the bench process itself is left out."""
+        """core-ms per request: `api` (all replicas), `nginx`, `redis`, `postgres`,
+        `engine` (0 unless watched), and `server` (their sum); the bench process itself is
+        left out."""
         used = spent(before, after)
         n = max(1, requests)
         api = sum(v for k, v in used.items() if k.startswith("api:"))
         out = {"api": api * 1000 / n}
-        for name in ("nginx", "redis", "postgres"):
+        for name in ("nginx", "redis", "postgres", "engine"):
             out[name] = used.get(name, 0.0) * 1000 / n
-        out["server"] = out["api"] + out["nginx"] + out["redis"] + out["postgres"]
+        out["server"] = sum(out.values())
         return out

@@ -17,7 +17,9 @@ clients, in `--rounds` rounds (the phases alternate so machine noise hits all):
 
 Prints per scenario req/s, p50, p99, non-200 answers and the server's CPU per request
 (API replicas, nginx, Redis, Postgres), then the issue's ratios against the baselines
-of this run.
+of this run. `--profile` attaches py-spy to one replica during a run of its own of the
+cached product read and of the authenticated order read (limiter on), and prints where
+each spends its samples.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -116,12 +119,21 @@ def _replica_pid(cpu: ServerCpu) -> int:
     return next(pid for name, pid in cpu.meter.trees.items() if name.startswith("api:"))
 
 
+PROFILED = (CACHED, ORDER)  # the scenarios `--profile` samples
+
+
 def measure(
-    deployment: Deployment, seconds: float, rounds: int, concurrency: int, *, profile: bool
-) -> tuple[dict[str, Measured], spy.Profile | None]:
+    deployment: Deployment,
+    seconds: float,
+    rounds: int,
+    concurrency: int,
+    *,
+    profile: bool,
+    keep_stacks: Path | None = None,
+) -> tuple[dict[str, Measured], dict[str, spy.Profile]]:
     order_id = _create_order(deployment)
     out: dict[str, Measured] = {}
-    profiled: spy.Profile | None = None
+    profiled: dict[str, spy.Profile] = {}
     for round_no in range(rounds):
         for phase, settings in PHASES.items():
             deployment = reconfigure(deployment, settings)
@@ -129,10 +141,11 @@ def measure(
             for name, (url, headers) in _scenarios(deployment, phase, order_id).items():
                 run_hey(url, concurrency=concurrency, seconds=1, headers=headers)  # warm
                 # the profiled run is its own: py-spy's sampling costs the replica CPU
-                if profile and round_no == 0 and name == CACHED:
+                if profile and round_no == 0 and name in PROFILED:
                     recording = spy.start(_replica_pid(cpu), seconds)
                     run_hey(url, concurrency=concurrency, seconds=seconds, headers=headers)
-                    profiled = spy.finish(*recording)
+                    keep = keep_stacks / f"{_slug(name)}.txt" if keep_stacks else None
+                    profiled[name] = spy.finish(*recording, top=20, keep=keep)
                 before = cpu.measure()
                 result = run_hey(url, concurrency=concurrency, seconds=seconds, headers=headers)
                 after = cpu.measure()
@@ -145,6 +158,10 @@ def measure(
                     flush=True,
                 )
     return out, profiled
+
+
+def _slug(name: str) -> str:
+    return "-".join("".join(c if c.isalnum() else " " for c in name).split()).lower()
 
 
 def report(results: Mapping[str, Measured]) -> str:
@@ -188,7 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--products", type=int, default=50)
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy one replica during a cached-read run"
+        "--profile",
+        action="store_true",
+        help="py-spy one replica during a cached-read run and an order-read run",
+    )
+    parser.add_argument(
+        "--profile-stacks",
+        type=Path,
+        default=None,
+        help="with --profile: also write py-spy's collapsed stacks into this directory",
     )
     args = parser.parse_args(argv)
     load = os.getloadavg()
@@ -196,7 +221,12 @@ def main(argv: list[str] | None = None) -> int:
         "hotpath", replicas=args.replicas, products=args.products, settings=LIMITER_ON
     ) as deployment:
         results, profiled = measure(
-            deployment, args.seconds, args.rounds, args.concurrency, profile=args.profile
+            deployment,
+            args.seconds,
+            args.rounds,
+            args.concurrency,
+            profile=args.profile,
+            keep_stacks=args.profile_stacks,
         )
     print(
         f"hot path through nginx: {args.replicas} replicas, {args.concurrency} hey clients,"
@@ -205,9 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         f" at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n"
     )
     print(report(results))
-    if profiled is not None:
-        print(f"\npy-spy, one replica, cached product GET under hey ({args.seconds:.0f} s):")
-        print(spy.table(profiled))
+    for name, found in profiled.items():
+        print(f"\npy-spy, one replica, {name} under hey ({args.seconds:.0f} s):")
+        print(spy.table(found))
     return 0
 
 

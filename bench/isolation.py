@@ -24,8 +24,12 @@ drop_bench_indices = drop_scratch_indices
 bench_stores = scratch_stores
 
 
-def bench_settings(base: Settings, name: str, **overrides: object) -> Settings:
-    """`base` with every store name replaced by one of this run's own."""
-    tag = scratch_tag(f"bench_{name}")
+def bench_settings(
+    base: Settings, name: str, keep: str | None = None, **overrides: object
+) -> Settings:
+    """`base` with every store name replaced by one of this run's own. `keep` names a
+    data set that outlives the run (the same names each time, for a benchmark split into
+    several invocations; the caller drops it when done)."""
+    tag = f"bench_{name}_keep_{keep}" if keep else scratch_tag(f"bench_{name}")
     path = Path(tempfile.gettempdir()) / f"{tag}.duckdb"
     return base.model_copy(update={**scratch_names(tag, path), **overrides})

@@ -46,10 +46,17 @@ def start(pid: int, seconds: float) -> tuple[subprocess.Popen[bytes], Path]:
     return proc, output
 
 
-def finish(proc: subprocess.Popen[bytes], output: Path, top: int = 15) -> Profile:
+def finish(
+    proc: subprocess.Popen[bytes], output: Path, top: int = 15, keep: Path | None = None
+) -> Profile:
+    """The summary; with `keep`, py-spy's collapsed stacks are also written there (to
+    read a stack beyond the summary, or to feed a flame-graph tool)."""
     proc.wait(timeout=120)
     text = output.read_text() if output.exists() else ""
     shutil.rmtree(output.parent, ignore_errors=True)
+    if keep is not None:
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        keep.write_text(text)
     return summarize(text, top)
 
 

@@ -32,7 +32,7 @@ from devstack._api import (
 )
 from devstack._cli import cli
 from devstack._config import Program, app_programs, default_replicas
-from devstack._install import InstallError, ensure_hey
+from devstack._install import InstallError, ensure_hey, ensure_vegeta
 from devstack._paths import LAYOUT, Layout, instance, layout_from_env
 from devstack._services import SERVICES, URLS, Ports, ports, service_env, urls
 from devstack._supervisor import StackError
@@ -55,6 +55,7 @@ __all__ = [
     "down",
     "elasticsearch_config_dir",
     "ensure_hey",
+    "ensure_vegeta",
     "instance",
     "is_up",
     "kill_service",

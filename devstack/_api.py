@@ -423,12 +423,16 @@ def run_tests(pytest_args: Sequence[str], *, layout: Layout = LAYOUT) -> int:
     before = {s.name: s.state for s in status(layout=layout)} if had_supervisord else {}
     try:
         try:
-            up(progress=True, layout=layout)
+            service_vars = up(progress=True, layout=layout)
         except (StackError, _install.InstallError) as exc:
             console.print(f"[red]dev stack failed to start:[/red] {exc}")
             return 1
+        # pytest, and every process it starts, reaches this instance's services only
+        # (a bare Settings() would otherwise read the default ports' stack)
         return subprocess.run(
-            [sys.executable, "-m", "pytest", *pytest_args], check=False
+            [sys.executable, "-m", "pytest", *pytest_args],
+            check=False,
+            env={**os.environ, **service_vars},
         ).returncode
     finally:
         if not had_supervisord:

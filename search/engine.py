@@ -190,22 +190,31 @@ class SearchEngine:
     # -- documents ---------------------------------------------------------------------
 
     async def bulk(
-        self, operations: Sequence[Mapping[str, Any]], *, require_alias: bool = False
+        self,
+        operations: Sequence[Mapping[str, Any]],
+        *,
+        require_alias: bool = False,
+        wait_for_refresh: bool = False,
     ) -> list[BulkItemResult]:
         """Send action/source lines; return one result per action, in order. A refused
-        item does not raise: the caller decides what is fatal."""
+        item does not raise: the caller decides what is fatal. `wait_for_refresh`: return
+        once a refresh has made the writes visible to searches (`refresh=wait_for`: no
+        extra refresh, the index's own interval)."""
         if not operations:
             return []
         with self._translate():
             if self.kind == "elasticsearch":
+                extra: dict[str, Any] = {"refresh": "wait_for"} if wait_for_refresh else {}
                 response = await self.client.bulk(
-                    operations=list(operations), require_alias=require_alias
+                    operations=list(operations), require_alias=require_alias, **extra
                 )
             else:
-                response = await self.client.bulk(
-                    body=list(operations),
-                    params={"require_alias": "true"} if require_alias else None,
-                )
+                params: dict[str, str] = {}
+                if require_alias:
+                    params["require_alias"] = "true"
+                if wait_for_refresh:
+                    params["refresh"] = "wait_for"
+                response = await self.client.bulk(body=list(operations), params=params or None)
         results = []
         for item in response["items"]:
             ((op, outcome),) = item.items()

@@ -1,9 +1,18 @@
-"""Run product searches and suggestions against the alias and shape the answers."""
+"""Run product searches and suggestions against the alias and shape the answers.
+
+`ProductSearch` is the one search service of a process: the API routes and the
+storefront pages call it, and it answers from the search cache (search/cache.py) when it
+can. Its answers are the JSON bytes the API sends (`*_json`), the same on a hit and a
+miss; the pages decode them.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from typing import Any
 
+from search.cache import SearchCache, request_key
 from search.engine import SearchEngine, SearchRequestError
 from search.query import (
     SearchParams,
@@ -35,7 +44,7 @@ def _hit(hit: dict[str, Any]) -> dict[str, Any]:
         "currency": src.get("currency", "USD"),
         "stock": src.get("stock", 0),
         "in_stock": bool(src.get("in_stock")),
-        "rating": src.get("rating"),
+        "rating": None if src.get("rating") is None else float(src["rating"]),
         "attributes": src.get("attributes", {}),
         "version": src.get("version"),
         "score": hit.get("_score"),
@@ -75,3 +84,64 @@ async def suggest(
         {"id": h["_source"]["id"], "sku": h["_source"]["sku"], "name": h["_source"]["name"]}
         for h in response["hits"]["hits"]
     ]
+
+
+def encode(answer: Any) -> bytes:
+    """JSON as the API sends it (compact, UTF-8: what FastAPI's JSONResponse renders)."""
+    return json.dumps(answer, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+def normalized(params: SearchParams) -> SearchParams:
+    """The same search, written one way: brands are a set (a `terms` filter)."""
+    return dataclasses.replace(params, brands=tuple(sorted(set(params.brands))))
+
+
+class ProductSearch:
+    """Searches and suggestions on one alias, through the cache (`cache` None or with a
+    TTL of 0: straight to the engine)."""
+
+    def __init__(self, engine: SearchEngine, index: str, cache: SearchCache | None) -> None:
+        self.engine = engine
+        self.index = index
+        self.cache = cache
+
+    def search_key(self, params: SearchParams) -> str:
+        params = normalized(params)
+        body = search_body(params)
+        return request_key(
+            "products", self.engine.kind, self.index, body, sort=params.sort, limit=params.limit
+        )
+
+    def suggest_key(self, prefix: str, limit: int) -> str:
+        return request_key("suggest", self.engine.kind, self.index, suggest_body(prefix, limit))
+
+    async def search_json(self, params: SearchParams) -> bytes:
+        """The body of `GET /search/products` for these parameters."""
+        params = normalized(params)
+
+        async def load() -> bytes:
+            return encode(await search_products(self.engine, self.index, params))
+
+        if self.cache is None or not self.cache.enabled:
+            return await load()
+        return await self.cache.get_or_load("products", self.search_key(params), load)
+
+    async def search(self, params: SearchParams) -> dict[str, Any]:
+        answer: dict[str, Any] = json.loads(await self.search_json(params))
+        return answer
+
+    async def suggest_json(self, prefix: str, limit: int) -> bytes:
+        """The body of `GET /search/suggest`: `{"suggestions": [...]}`."""
+
+        async def load() -> bytes:
+            return encode({"suggestions": await suggest(self.engine, self.index, prefix, limit)})
+
+        if self.cache is None or not self.cache.enabled:
+            return await load()
+        return await self.cache.get_or_load("suggest", self.suggest_key(prefix, limit), load)
+
+    async def suggest(self, prefix: str, limit: int) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = json.loads(await self.suggest_json(prefix, limit))[
+            "suggestions"
+        ]
+        return found

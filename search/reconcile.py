@@ -9,6 +9,7 @@ are found as well as missing and stale ones.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,8 +70,15 @@ async def index_versions(
 
 
 async def reconcile(
-    pg: PgPool, engine: SearchEngine, prefix: str, *, batch_size: int = BATCH_SIZE
+    pg: PgPool,
+    engine: SearchEngine,
+    prefix: str,
+    *,
+    batch_size: int = BATCH_SIZE,
+    on_visible: Callable[[], Awaitable[object]] | None = None,
 ) -> DriftReport:
+    """Compare and repair. `on_visible` (the search cache's generation bump) runs after a
+    repair, once a refresh has made it visible."""
     index = alias_name(prefix)
     report = DriftReport()
     try:
@@ -117,6 +125,9 @@ async def reconcile(
         if last_batch:
             break
         after_id = rows[-1]["id"]
+    if report.repaired_ids and on_visible is not None:
+        await engine.refresh(index)
+        await on_visible()
     log.info(
         "search.reconciled",
         checked=report.checked,

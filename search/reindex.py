@@ -13,7 +13,8 @@
    `updated_at >= T1`. Until the swap the live consumer wrote to the old index; any
    change it may have sent there is re-applied here. Changes after T2 are delivered by
    the consumer to the alias, which now points at the new index.
-7. Delete the old indices.
+7. Delete the old indices, refresh, and run `on_visible` (the search cache's
+   generation bump: no answer cached from the old index is read again).
 External versions make every overlap harmless: a row written twice keeps its newest
 version.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -150,6 +152,7 @@ async def reindex(
     *,
     batch_size: int = BATCH_SIZE,
     replicas: int = 0,
+    on_visible: Callable[[], Awaitable[object]] | None = None,
 ) -> ReindexReport:
     alias = alias_name(prefix)
     async with pg.connection() as lock_conn:
@@ -159,10 +162,13 @@ async def reindex(
         if not got:
             raise ReindexInProgress(alias)
         try:
-            return await _reindex(pg, engine, prefix, batch_size=batch_size, replicas=replicas)
+            report = await _reindex(pg, engine, prefix, batch_size=batch_size, replicas=replicas)
         finally:
             async with lock_conn.transaction():
                 await locks.session_unlock(lock_conn, f"search-reindex:{alias}")
+    if on_visible is not None:
+        await on_visible()
+    return report
 
 
 async def _reindex(

@@ -45,6 +45,7 @@ class SyncResult:
     indexed: int
     deleted: int
     conflicts: int  # refused because the index already holds that version or a newer one
+    absent: int = 0  # deletes of a document that was not there (already deleted)
 
 
 async def read_rows(
@@ -91,9 +92,13 @@ def bulk_operations(
 
 
 async def apply_operations(
-    engine: SearchEngine, ops: Sequence[Mapping[str, Any]], *, require_alias: bool = False
+    engine: SearchEngine,
+    ops: Sequence[Mapping[str, Any]],
+    *,
+    require_alias: bool = False,
+    wait_for_refresh: bool = False,
 ) -> SyncResult:
-    results = await engine.bulk(ops, require_alias=require_alias)
+    results = await engine.bulk(ops, require_alias=require_alias, wait_for_refresh=wait_for_refresh)
     failures = [r for r in results if not r.ok]
     if failures:
         raise BulkRefused(failures)
@@ -101,6 +106,7 @@ async def apply_operations(
         indexed=sum(1 for r in results if r.op == "index" and r.status < 300),
         deleted=sum(1 for r in results if r.op == "delete" and r.status < 300),
         conflicts=sum(1 for r in results if r.status == 409),
+        absent=sum(1 for r in results if r.op == "delete" and r.status == 404),
     )
 
 
@@ -111,13 +117,17 @@ async def sync_ids(
     versions: Mapping[int, int],
     *,
     require_alias: bool = False,
+    wait_for_refresh: bool = False,
 ) -> SyncResult:
     """Re-read the rows of `versions`' ids and write them to `index`. `versions` maps
-    id -> the highest version known for it, used for the delete of a vanished row."""
+    id -> the highest version known for it, used for the delete of a vanished row.
+    `wait_for_refresh`: return once the writes are visible to searches."""
     if not versions:
         return SyncResult(0, 0, 0)
     rows = await read_rows(conn, versions)
     found = {row["id"] for row in rows}
     missing = {i: v for i, v in versions.items() if i not in found}
     ops = bulk_operations(index, rows, missing)
-    return await apply_operations(engine, ops, require_alias=require_alias)
+    return await apply_operations(
+        engine, ops, require_alias=require_alias, wait_for_refresh=wait_for_refresh
+    )

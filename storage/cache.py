@@ -17,3 +17,17 @@ def create_redis(url: str, *, timeout_s: float = 0.5) -> Redis:
 
 async def ping(redis: Redis) -> None:
     await redis.ping()
+
+
+async def delete_matching(redis: Redis, pattern: str) -> int:
+    """Delete every key matching `pattern` (SCAN, UNLINK in batches); how many."""
+    removed = 0
+    batch: list[bytes | str] = []
+    async for key in redis.scan_iter(match=pattern, count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            removed += int(await redis.unlink(*batch))
+            batch = []
+    if batch:
+        removed += int(await redis.unlink(*batch))
+    return removed

@@ -19,6 +19,7 @@ from psycopg import AsyncConnection
 from storage import outbox, products
 
 MAX_MINOR = 2**63 - 1  # orders.total_minor is a bigint
+AGGREGATE = "order"  # the outbox's name for orders (their events carry the order's version)
 Status = Literal["pending", "paid", "shipped", "cancelled"]
 
 # Which status may follow which. Asking for the current status again is a no-op.
@@ -365,7 +366,7 @@ def _line(row: dict[str, Any], currency: str) -> OrderLine:
 async def _emit_order(conn: AsyncConnection[Any], order: Order, event_type: str) -> None:
     await outbox.emit(
         conn,
-        aggregate="order",
+        aggregate=AGGREGATE,
         aggregate_id=order.id,
         event_type=event_type,
         version=order.version,

@@ -6,6 +6,9 @@ Keys (under the configured prefix), per data generation `{g}` and product id:
   floor"), kept `floor_ttl_ms` after the last write: as long as the stale-set race needs;
 - `product:{g}:{id}:lease` who is loading a cold key right now (other replicas wait for it).
 
+`kind` ("product" by default) names the keys: the order read (app/order_cache.py) keeps
+its responses in a cache of kind "order", with every rule below.
+
 Generation: derived state must not outlive the database state it was derived from. The
 generation (storage/generation.py) changes when Postgres goes back in time (a restore, a
 failover to a replica that was behind); a new generation never reads an old one's keys,
@@ -61,6 +64,7 @@ from purgatory.service._async.circuitbreaker import AsyncCircuitBreaker
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from storage.cache import delete_matching
 from storage.redis_errors import LoopLag, TimeoutRate, is_timeout
 
 CacheResult = Literal["hit", "miss", "error", "bypass"]
@@ -196,9 +200,11 @@ class ProductCache:
         on_fill: Callable[[FillResult], None] = _noop_fill,
         loop_lag: LoopLag | None = None,
         redis_timeout_s: float = 0.5,
+        kind: str = "product",
     ) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.kind = kind  # names the keys: another kind of response is another cache
         self.ttl_s = ttl_s
         self.ttl_jitter = ttl_jitter
         self.lease_ms = lease_ms
@@ -250,7 +256,7 @@ class ProductCache:
     # keys
 
     def value_key(self, product_id: int, generation: str | None = None) -> str:
-        return f"{self.prefix}product:{generation or self.generation}:{product_id}"
+        return f"{self.prefix}{self.kind}:{generation or self.generation}:{product_id}"
 
     def floor_key(self, product_id: int, generation: str | None = None) -> str:
         return f"{self.value_key(product_id, generation)}:floor"
@@ -260,7 +266,7 @@ class ProductCache:
 
     def pattern(self) -> str:
         """Every key of this cache, of every generation (for a flush)."""
-        return f"{self.prefix}product:*"
+        return f"{self.prefix}{self.kind}:*"
 
     # generation
 
@@ -322,6 +328,7 @@ class ProductCache:
         return (
             plan.product_id == product_id
             and plan.generation == gen
+            and plan.keys[0] == self.value_key(product_id, gen)  # this cache's, not another's
             and plan.epoch == self._outage_epoch
             and not self._outage_seen
             and not self._missed
@@ -540,16 +547,7 @@ class ProductCache:
     async def flush(self) -> int:
         """Delete every key of this cache, of every generation (values, floors, leases);
         returns how many. For the restore procedure: `polyshop cache flush`."""
-        removed = 0
-        batch: list[bytes | str] = []
-        async for key in self.redis.scan_iter(match=self.pattern(), count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                removed += int(await self.redis.unlink(*batch))
-                batch = []
-        if batch:
-            removed += int(await self.redis.unlink(*batch))
-        return removed
+        return await delete_matching(self.redis, self.pattern())
 
     def _note_outage(self) -> None:
         self._outage_seen = True

@@ -22,6 +22,8 @@ from analytics.lake import LakeStore
 from images.context import ImageSettings, ImageStores
 from search.engine import SearchEngine
 from search.index_admin import alias_name
+from search.product_search import ProductSearch
+from storage.orders import OrderChange
 from storage.product_cache import ProductCache
 
 Conn = AsyncConnection[dict[str, Any]]
@@ -79,6 +81,11 @@ class WebStores(ImageStores, Protocol):
     def analytics(self) -> AnalyticsStore | LakeStore: ...
     @property
     def product_cache(self) -> ProductCache: ...
+    @property
+    def product_search(self) -> ProductSearch: ...
+
+    @property
+    def order_cache(self) -> ProductCache: ...
 
 
 def get_stores(request: Request) -> WebStores:
@@ -100,3 +107,11 @@ async def invalidate(request: Request, changes: Sequence[tuple[int, int]]) -> No
     cache = get_stores(request).product_cache
     for product_id, version in changes:
         await cache.invalidate(product_id, version)
+
+
+async def invalidate_order(request: Request, change: OrderChange) -> None:
+    """After a commit that changed an order's status: drop its cached read (the API's
+    `GET /orders/{id}`, app/order_cache.py) on every replica before answering. A failed
+    invalidation is applied later by the outbox relay (the change emitted its event)."""
+    if change.changed:
+        await get_stores(request).order_cache.invalidate(change.order.id, change.order.version)

@@ -2,8 +2,9 @@
 
 It gives the data a new generation in Postgres (so every replica, at its next check,
 reads and writes other keys; storage/generation.py) and then deletes every product
-cache key of every generation under the prefix: values, version floors and leases.
-Safe while the API runs: a miss reads Postgres again.
+and order cache key of every generation under the prefix: values, version floors and
+leases; and every search cache key (answers and the search generation, search/cache.py).
+Safe while the API runs: a miss reads Postgres (or asks the engine) again.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import psycopg
 import typer
 
 from app.settings import Settings, get_settings
+from app.stores import ORDER_KIND
+from search.cache import SearchCache
 from storage.cache import create_redis
 from storage.generation import bump_generation
 from storage.product_cache import ProductCache
@@ -40,8 +43,13 @@ async def flush_cache(settings: Settings) -> Flushed:
         generation = await bump_generation(conn)
     redis = create_redis(settings.redis_url, timeout_s=max(settings.redis_timeout_s, 5.0))
     try:
-        cache = ProductCache(redis, prefix=settings.redis_prefix, ttl_s=1, ttl_jitter=0)
-        removed = await cache.flush()
+        removed = 0
+        for kind in ("product", ORDER_KIND):
+            cache = ProductCache(
+                redis, prefix=settings.redis_prefix, ttl_s=1, ttl_jitter=0, kind=kind
+            )
+            removed += await cache.flush()
+        removed += await SearchCache(redis, prefix=settings.redis_prefix, ttl_s=1).flush()
     finally:
         await redis.aclose()
     return Flushed(generation, removed)
@@ -49,6 +57,7 @@ async def flush_cache(settings: Settings) -> Flushed:
 
 @cache_cli.command("flush")
 def flush() -> None:
-    """New data generation + delete every product cache key (after a restore/failover)."""
+    """New data generation + delete every product, order and search cache key (after a
+    restore or failover)."""
     result = asyncio.run(flush_cache(get_settings()))
     typer.echo(f"cache flushed: generation {result.generation}, {result.removed} keys removed")

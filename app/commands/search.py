@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
+from redis.exceptions import RedisError
 
 from app.settings import Settings, get_settings
+from app.stores import create_search_cache
 from search.dead_letters import list_dead_letters, replay
 from search.engine import SearchEngine, SearchRequestError, create_search_engine
 from search.evaluate import (
@@ -27,6 +29,7 @@ from search.evaluate import (
 from search.index_admin import alias_name
 from search.reconcile import reconcile
 from search.reindex import ReindexInProgress, reindex
+from storage.cache import create_redis
 from storage.errors import StoreUnavailable
 from storage.postgres import create_pool
 
@@ -37,6 +40,31 @@ dead_letters_cli = typer.Typer(
 search_cli.add_typer(dead_letters_cli, name="dead-letters")
 
 PgPool = AsyncConnectionPool[AsyncConnection[dict[str, Any]]]
+
+
+@contextlib.asynccontextmanager
+async def _search_generation(settings: Settings) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """The bump of the search cache's generation (after a reindex or a repair), counted
+    nowhere (a CLI process has no /metrics). A Redis failure is reported, not raised: the
+    index work is done, and the cached answers expire within their TTL."""
+    redis = create_redis(settings.redis_url, timeout_s=max(settings.redis_timeout_s, 5.0))
+    cache = create_search_cache(settings, redis)
+
+    async def bump() -> None:
+        try:
+            await cache.bump()
+        except (RedisError, OSError) as exc:
+            typer.echo(
+                f"the search cache was not invalidated ({type(exc).__name__}: {exc}); its"
+                f" answers expire within {settings.search_cache_ttl_s:g} s, or run"
+                " `polyshop cache flush`",
+                err=True,
+            )
+
+    try:
+        yield bump
+    finally:
+        await redis.aclose()
 
 
 @contextlib.asynccontextmanager
@@ -60,10 +88,15 @@ async def _open(settings: Settings) -> AsyncIterator[tuple[PgPool, SearchEngine]
 
 
 async def _reindex(settings: Settings, batch_size: int, replicas: int) -> None:
-    async with _open(settings) as (pg, engine):
+    async with _open(settings) as (pg, engine), _search_generation(settings) as bump:
         try:
             report = await reindex(
-                pg, engine, settings.search_index_prefix, batch_size=batch_size, replicas=replicas
+                pg,
+                engine,
+                settings.search_index_prefix,
+                batch_size=batch_size,
+                replicas=replicas,
+                on_visible=bump,
             )
         except ReindexInProgress as exc:
             typer.echo(str(exc), err=True)
@@ -84,8 +117,8 @@ def reindex_command(
 
 
 async def _reconcile(settings: Settings) -> None:
-    async with _open(settings) as (pg, engine):
-        report = await reconcile(pg, engine, settings.search_index_prefix)
+    async with _open(settings) as (pg, engine), _search_generation(settings) as bump:
+        report = await reconcile(pg, engine, settings.search_index_prefix, on_visible=bump)
     typer.echo(
         f"checked {report.checked}: {report.missing} missing, {report.stale} stale, "
         f"{report.extra} extra; repaired {len(report.repaired_ids)}"

@@ -8,7 +8,8 @@ Refused: 429 problem+json with `Retry-After` (seconds). Every limited response c
 
 A cached product read (`GET /products/{id}`) is served on the same round trip: the
 script also reads the cache's value and version floor for it (app/product_prefetch.py),
-so with the limiter on that read costs one Redis call, not two.
+so with the limiter on that read costs one Redis call, not two; so is an authenticated
+`GET /orders/{id}` from the order cache (app/order_cache.py).
 
 Where nginx fronts the app, the per-address limit can live there instead
 (`rate_limit_address_in_proxy`: nginx's `limit_req`, same rate and burst, 429 with
@@ -42,7 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.metrics import RATE_LIMIT_ERRORS, RATE_LIMIT_REJECTIONS
 from app.middleware.responses import send_problem
 from app.middleware.token_bucket import LUA_TAKE, Bucket, Decision, idle_ttl_s
-from app.product_prefetch import hand_prefetched, product_read_plan
+from app.product_prefetch import hand_prefetched, order_read_plan, product_read_plan
 from app.settings import Settings
 from kit.client_address import client_address
 from storage.redis_errors import LoopLag, TimeoutRate, is_timeout
@@ -190,8 +191,13 @@ class RateLimitMiddleware:
         elif key is None:  # nginx limited this address; no key: nothing left to check
             await self.app(scope, receive, send)
             return
-        # A cached product read: the script reads the cache's keys too (one round trip)
-        plan = product_read_plan(scope, stores.product_cache) if self.cache_enabled else None
+        # A cached product or order read: the script reads the cache's keys too (one round
+        # trip); an order read only with a key (without one it is refused before the cache)
+        plan = None
+        if self.cache_enabled:
+            plan = product_read_plan(scope, stores.product_cache)
+            if plan is None and key is not None:
+                plan = order_read_plan(scope, stores.order_cache)
         decision = await self.limiter.check(
             stores.redis, address, key, stores.loop_lag, plan.keys if plan else ()
         )

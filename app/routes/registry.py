@@ -3,17 +3,26 @@ Domain packages (images/) get the app's dependencies passed in: they do not impo
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from app.auth import require_role
 from app.deps import stores_dependency
 from app.routes import analytics, etl, memberships, orders, products, search
 from app.transaction import read_connection_dependency, request_transaction
 from images.routes import build_router as image_router
+from kit.query_once import reject_repeated_query_params
 from web.router import router as web_router
 
 
 def feature_routers() -> list[APIRouter]:
+    # every API route answers 422 for a once-only query parameter given twice
+    api = APIRouter(dependencies=[Depends(reject_repeated_query_params)])
+    for router in _api_routers():
+        api.include_router(router)
+    return [api, web_router]  # the web pages (web/): HTML for people, over the same stores
+
+
+def _api_routers() -> list[APIRouter]:
     return [
         products.router,
         products.bench_router,
@@ -28,5 +37,4 @@ def feature_routers() -> list[APIRouter]:
         analytics.router,
         etl.router,
         memberships.router,
-        web_router,  # the web pages (web/): HTML for people, over the same stores
     ]

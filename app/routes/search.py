@@ -1,6 +1,9 @@
-"""Public product search and autocomplete, answered by the search engine.
+"""Public product search and autocomplete, answered by the search engine through the
+search cache (`stores.product_search`, search/cache.py): the same bytes and headers on a
+hit as on a miss.
 
-Engine down -> 503 with Retry-After (StoreUnavailable); writes do not depend on it.
+Engine down -> 503 with Retry-After (StoreUnavailable), unless the cache holds the
+answer; writes do not depend on it.
 """
 
 from __future__ import annotations
@@ -11,11 +14,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
 
 from app.deps import StoresDep
 from app.schemas.search import SearchResponse, SuggestResponse
-from search.index_admin import alias_name
-from search.product_search import search_products, suggest
 from search.query import (
     MAX_LIMIT,
     SUGGEST_MAX,
@@ -94,7 +96,7 @@ async def search_products_route(
     sort: SortName = "relevance",
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
-) -> dict[str, Any]:
+) -> Response:
     if min_price is not None and max_price is not None and min_price > max_price:
         raise _invalid("min_price", "min_price must not exceed max_price")
     search_after = None
@@ -115,8 +117,7 @@ async def search_products_route(
         limit=limit,
         search_after=search_after,
     )
-    index = alias_name(stores.settings.search_index_prefix)
-    return await search_products(stores.search, index, params)
+    return _json(await stores.product_search.search_json(params))
 
 
 @router.get(
@@ -129,8 +130,12 @@ async def suggest_route(
     stores: StoresDep,
     q: Annotated[str, Query(min_length=1, max_length=100)],
     limit: Annotated[int, Query(ge=1, le=SUGGEST_MAX)] = 10,
-) -> dict[str, Any]:
+) -> Response:
     if not q.strip():
         raise _invalid("q", "q must contain a character other than whitespace")
-    index = alias_name(stores.settings.search_index_prefix)
-    return {"suggestions": await suggest(stores.search, index, q, limit)}
+    return _json(await stores.product_search.suggest_json(q, limit))
+
+
+def _json(body: bytes) -> Response:
+    # the answer's bytes as they are (cached or not): `response_model` documents them
+    return Response(body, media_type="application/json")

@@ -79,6 +79,11 @@ class OrderOut(BaseModel):
         )
 
 
+def order_json(order: Order) -> bytes:
+    """The order's response body (GET, POST, and the cached read serve these bytes)."""
+    return OrderOut.of(order).model_dump_json().encode()
+
+
 class OrderPage(BaseModel):
     items: list[OrderOut]
     next_cursor: str | None = Field(

@@ -1,7 +1,7 @@
 """The load-curve harness runs end to end: the app deployed as `make run` lays it out
 (API replicas behind nginx) on this session's dev stack, one tiny step of the read mix
-from hey with the limiter on and one with it off, and numbers that make sense come back
-(bench/load_curve.py, bench/hey.py). Bounded: a few seconds of load."""
+from vegeta with the limiter on and one with it off, and numbers that make sense come back
+(bench/load_curve.py, bench/vegeta.py, bench/hey.py). Bounded: a few seconds of load."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import devstack
 from bench.deployed import deployed, reconfigure
 from bench.hey import ServerCpu
-from bench.load_curve import READ_MIX, run_step
+from bench.load_curve import READ_MIX, run_step, search_engine
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -38,15 +38,19 @@ def test_a_tiny_step_of_the_load_curve_gives_sane_numbers(native_stack: devstack
         for limiter in (False, True):
             if limiter:  # deployed with it off: one restart of the replica, not two
                 deployment = reconfigure(deployment, {"POLYSHOP_RATE_LIMIT_ENABLED": "true"})
-            cpu = ServerCpu(native_stack)
+            cpu = ServerCpu(native_stack, engine=search_engine(deployment))
             assert any(name.startswith("api:") for name in cpu.meter.trees)
+            assert "engine" in cpu.meter.trees
             steps.append(run_step(deployment, 4, 1.5, limiter=limiter, cpu=cpu))
 
     for step in steps:
         r = step.result
-        assert set(step.per_leg) == set(READ_MIX)  # one hey per part of the mix
-        assert all(leg.requests > 0 for leg in step.per_leg.values())
-        assert r.requests == sum(leg.requests for leg in step.per_leg.values())
+        assert set(step.by_kind) == set(READ_MIX)  # one closed loop sent every kind
+        assert all(kind.requests > 0 for kind in step.by_kind.values())
+        assert r.requests == sum(kind.requests for kind in step.by_kind.values())
+        # the mix sent is the mix asked for (vegeta takes the targets in turn)
+        shares = {k: v.requests / r.requests for k, v in step.by_kind.items()}
+        assert all(abs(shares[k] - READ_MIX[k]) < 0.1 for k in READ_MIX), shares
         assert r.rate > 0
         assert 0 < r.p50_ms <= r.p99_ms < 10_000
         # every answer is counted once, as a status or a transport error; on this shared
@@ -56,6 +60,10 @@ def test_a_tiny_step_of_the_load_curve_gives_sane_numbers(native_stack: devstack
         # the replicas did the work: CPU per request is positive and below a second
         assert 0 < step.cpu_ms["api"] < 1000
         assert step.cpu_ms["server"] >= step.cpu_ms["api"]
+        # the search engine's JVM is part of the server (the search cache may leave it idle)
+        parts = ("api", "nginx", "redis", "postgres", "engine")
+        assert step.cpu_ms["server"] == pytest.approx(sum(step.cpu_ms[p] for p in parts))
+        assert step.client_ms > 0
     limited = steps[1]
     assert limited.fail_open == 0  # Redis is up: every request got a decision
     assert not limited.problems

@@ -113,8 +113,13 @@ async def delete_product(conn: AsyncConnection[dict[str, Any]], product_id: int)
 
 
 def consumer_for(stores: Stores, engine: SearchEngine | None = None) -> SearchIndexConsumer:
+    """The consumer as the worker builds it: it bumps the search cache's generation once a
+    batch is visible (so a test's next search sees the batch, cached or not)."""
     return SearchIndexConsumer(
-        stores.pg, engine or stores.search, stores.settings.search_index_prefix
+        stores.pg,
+        engine or stores.search,
+        stores.settings.search_index_prefix,
+        on_visible=stores.search_cache.bump,
     )
 
 

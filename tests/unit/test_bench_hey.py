@@ -1,5 +1,5 @@
-"""The pure parts of the hey benchmarks: hey's summary parsed, runs combined, the read
-mix split into hey processes, Prometheus counters read, the load curve's goals judged.
+"""The pure parts of the hey benchmarks: hey's summary parsed, runs combined, Prometheus
+counters read, the load curve's read mix and goals judged.
 
 The two summaries under hey_output/ are real hey v0.1.5 output: one run against a
 one-threaded HTTP server whose backlog overflowed (answers and refused connections), one
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from bench.deployed import parse_counter
-from bench.hey import HeyResult, Leg, build_mix, combine, hey_command, parse_summary
-from bench.load_curve import READ_MIX, Step, goals, mix_urls
+from bench.hey import HeyResult, Leg, combine, hey_command, parse_summary
+from bench.load_curve import PRODUCTS_IN_MIX, READ_MIX, Step, goals, mix_urls
 from bench.profile import summarize
 
 OUTPUT = Path(__file__).with_name("hey_output")
@@ -83,34 +83,6 @@ def test_the_mix_percentile_is_exact_for_equal_runs_and_between_the_runs_otherwi
     assert fast.p99_ms < mixed.p99_ms <= slow.p99_ms  # the slow tenth owns the tail
 
 
-def test_enough_clients_are_shared_by_weight_with_one_each_at_least() -> None:
-    urls = {name: f"http://lb/{name}" for name in READ_MIX}
-    legs, sequential = build_mix(urls, READ_MIX, 64, 8.0)
-    assert not sequential
-    counts = {leg.name: leg.concurrency for leg in legs}
-    assert sum(counts.values()) == 64
-    assert min(counts.values()) >= 1
-    assert counts["product"] > counts["search"] > counts["list"] > counts["suggest"]
-    assert all(leg.seconds == 8.0 for leg in legs)
-    legs, _ = build_mix(urls, READ_MIX, 4, 8.0)
-    assert [leg.concurrency for leg in legs] == [1, 1, 1, 1]
-
-
-def test_fewer_clients_than_urls_take_turns_for_their_share_of_the_time() -> None:
-    urls = {name: f"http://lb/{name}" for name in READ_MIX}
-    legs, sequential = build_mix(urls, READ_MIX, 1, 10.0)
-    assert sequential
-    assert [leg.concurrency for leg in legs] == [1, 1, 1, 1]
-    assert sum(leg.seconds for leg in legs) == pytest.approx(10.0)
-    assert {leg.name: leg.seconds for leg in legs}["product"] == pytest.approx(5.5)
-
-
-@pytest.mark.parametrize("concurrency,seconds", [(0, 1.0), (4, 0.0)])
-def test_a_mix_without_clients_or_time_is_refused(concurrency: int, seconds: float) -> None:
-    with pytest.raises(ValueError):
-        build_mix({"a": "http://lb/a"}, {"a": 1.0}, concurrency, seconds)
-
-
 def test_the_hey_command_names_time_clients_headers_and_url() -> None:
     command = hey_command(Path("/bin/hey"), "http://lb/x", 8, 2.5, {"Authorization": "Bearer k"})
     assert command == [
@@ -121,9 +93,11 @@ def test_the_hey_command_names_time_clients_headers_and_url() -> None:
 
 
 def test_the_read_mix_covers_product_list_search_and_suggest() -> None:
-    urls = mix_urls("http://lb", 7)
+    urls = mix_urls("http://lb", list(range(1, 40)))
     assert set(urls) == set(READ_MIX) == {"product", "list", "search", "suggest"}
-    assert urls["product"] == "http://lb/products/7"
+    assert urls["product"][0] == "http://lb/products/1"
+    assert len(urls["product"]) == PRODUCTS_IN_MIX
+    assert all(len(set(found)) == len(found) > 1 for found in urls.values())
     assert sum(READ_MIX.values()) == pytest.approx(1.0)
 
 

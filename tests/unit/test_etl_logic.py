@@ -29,6 +29,34 @@ def test_changed_keys_cast_back_to_the_key_types_and_skip_what_was_seen() -> Non
     assert '"t_abc".etl_changes' in sql
 
 
+ORDER_LINE_COLUMNS = [
+    SourceColumn("order_id", "bigint"),
+    SourceColumn("line_no", "integer"),
+    SourceColumn("quantity", "integer"),
+]
+
+
+def test_changed_rows_are_one_statement_probing_the_key_index_when_there_is_one() -> None:
+    spec = next(t for t in SHOP.tables if t.name == "order_lines")
+    keys = job()._changed_keys_sql(spec, ORDER_LINE_COLUMNS, MARK)
+    sql = job()._changed_rows_sql(spec, ORDER_LINE_COLUMNS, MARK, indexed=True)
+    # the keys are read once, in the same statement (one Postgres snapshot)
+    assert sql.count(keys) == 1
+    assert 'k."order_id" AS "_etl_k_order_id", k."line_no" AS "_etl_k_line_no"' in sql
+    assert 'r._etl_present, r."order_id", r."line_no", r."quantity"' in sql
+    # a LATERAL subquery Postgres cannot flatten into a hash join: one probe per key
+    assert "LEFT JOIN LATERAL (SELECT true AS _etl_present" in sql
+    assert 'WHERE t."order_id" = k."order_id" AND t."line_no" = k."line_no" OFFSET 0) r' in sql
+    assert 'FROM "t_abc"."order_lines" t' in sql
+
+
+def test_changed_rows_without_a_key_index_leave_the_join_to_the_planner() -> None:
+    spec = next(t for t in SHOP.tables if t.name == "order_lines")
+    sql = job()._changed_rows_sql(spec, ORDER_LINE_COLUMNS, MARK, indexed=False)
+    assert "LATERAL" not in sql and "OFFSET 0" not in sql
+    assert 'ON r."order_id" = k."order_id" AND r."line_no" = k."line_no"' in sql
+
+
 def test_every_declared_key_is_a_column_name_and_predicates_have_placeholders() -> None:
     for configuration in (SHOP, TPCH):
         names = [t.name for t in configuration.tables]

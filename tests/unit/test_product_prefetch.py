@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from app.product_prefetch import plain_id, product_read_plan
+from app.product_prefetch import order_read_plan, product_read_plan
+from app.routes.thin import plain_id
 from storage.cache import create_redis
 from storage.product_cache import CacheResult, Entry, ProductCache
 
@@ -56,6 +57,36 @@ async def test_only_a_get_of_one_product_gets_a_plan(dead_redis: Redis) -> None:
     assert plan("GET", "/products/5/images") is None
     assert plan("GET", "/products/05") is None
     assert plan("GET", "/products") is None
+
+
+async def test_only_a_get_of_one_order_gets_a_plan_of_the_order_cache(dead_redis: Redis) -> None:
+    orders = ProductCache(dead_redis, prefix="unit:", ttl_s=60, ttl_jitter=0.1, kind="order")
+    await orders.breaker_state()
+
+    def plan(method: str, path: str) -> object:
+        return order_read_plan({"method": method, "path": path}, orders)
+
+    got = order_read_plan({"method": "GET", "path": "/orders/5"}, orders)
+    assert got is not None
+    assert got.keys == (orders.value_key(5), orders.floor_key(5))
+    assert got.keys[0].startswith("unit:order:")
+    assert plan("DELETE", "/orders/5") is None
+    assert plan("GET", "/orders/5/transitions") is None
+    assert plan("GET", "/orders/05") is None
+    assert plan("GET", "/orders") is None
+    assert plan("GET", "/products/5") is None
+
+
+async def test_a_read_prefetched_for_another_cache_is_not_used(dead_redis: Redis) -> None:
+    """A product's entry never stands in for an order's of the same id (or back)."""
+    products = make_cache(dead_redis, [])
+    orders = ProductCache(dead_redis, prefix="unit:", ttl_s=60, ttl_jitter=0.1, kind="order")
+    for cache in (products, orders):
+        await cache.breaker_state()
+    plan = products.read_plan(5)
+    assert plan is not None
+    got = await orders.get_or_load(5, postgres_row, plan.read((CACHED.encode(), None)))
+    assert got == await postgres_row()  # Redis refused: the order was read from "Postgres"
 
 
 async def test_a_prefetched_hit_costs_no_redis_call(dead_redis: Redis) -> None:

@@ -111,6 +111,7 @@ async def _drive(engine: SearchEngine) -> None:
     await engine.update_aliases([{"add": {"index": "i", "alias": "a"}}])
     await engine.put_index_settings("i", {"index": {"refresh_interval": "1s"}})
     await engine.bulk([{"delete": {"_index": "a", "_id": "1"}}], require_alias=True)
+    await engine.bulk([{"delete": {"_index": "a", "_id": "2"}}], wait_for_refresh=True)
     await engine.refresh("i")
     await engine.delete_indices(["i"])
     await engine.ping()
@@ -136,6 +137,11 @@ async def test_elasticsearch_calls_match_the_real_client_signatures() -> None:
         "bulk",
         {"operations": [{"delete": {"_index": "a", "_id": "1"}}], "require_alias": True},
     ) in calls
+    waited = {"_index": "a", "_id": "2"}
+    assert (
+        "bulk",
+        {"operations": [{"delete": waited}], "require_alias": False, "refresh": "wait_for"},
+    ) in calls
 
 
 async def test_opensearch_calls_send_bodies() -> None:
@@ -149,4 +155,5 @@ async def test_opensearch_calls_send_bodies() -> None:
     assert by_name["indices.update_aliases"] == {
         "body": {"actions": [{"add": {"index": "i", "alias": "a"}}]}
     }
-    assert by_name["bulk"]["params"] == {"require_alias": "true"}
+    bulks = [kwargs["params"] for name, kwargs in calls if name == "bulk"]
+    assert bulks == [{"require_alias": "true"}, {"refresh": "wait_for"}]

@@ -9,7 +9,6 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import RedirectResponse, Response
 
 from images import repository
-from search.product_search import search_products, suggest
 from search.query import (
     SORTS,
     SearchParams,
@@ -23,7 +22,7 @@ from storage.cursor import InvalidCursor
 from storage.postgres import read_connection
 from web import cart as cart_cookie
 from web import media
-from web.backend import Conn, invalidate, search_index
+from web.backend import Conn, invalidate, invalidate_order
 from web.context import Page, PageDep, set_cookie
 from web.errors import PageRoute
 
@@ -88,7 +87,7 @@ async def search_page(
         search_after=after,
     )
     stores = page.stores
-    result = await search_products(stores.search, search_index(stores), params)
+    result = await stores.product_search.search(params)  # the API's search, its cache
     ids = [h["id"] for h in result["hits"]]
     async with read_connection(stores.pg) as conn:
         primary = await repository.primary_images(conn, ids)
@@ -115,7 +114,7 @@ async def suggest_fragment(page: PageDep, q: str = Query("", max_length=100)) ->
     """The autocomplete list (an htmx fragment), from the same suggest as /search/suggest."""
     found = []
     if q.strip():
-        found = await suggest(page.stores.search, search_index(page.stores), q, 8)
+        found = await page.stores.product_search.suggest(q, 8)
     return page.render("shop/_suggest.html", {"suggestions": found, "q": q})
 
 
@@ -297,4 +296,5 @@ async def cancel(order_id: int, page: PageDep) -> Response:
     if result is None:
         raise HTTPException(404, "no such order")
     await invalidate(page.request, result.product_versions)
+    await invalidate_order(page.request, result)
     return RedirectResponse(f"/shop/orders/{order_id}", status_code=303)

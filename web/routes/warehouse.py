@@ -7,7 +7,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from storage import orders
 from storage.postgres import read_connection
-from web.backend import invalidate
+from web.backend import invalidate, invalidate_order
 from web.context import PageDep
 from web.errors import PageRoute
 
@@ -84,4 +84,5 @@ async def transition(order_id: int, page: PageDep) -> Response:
     if result is None:
         raise HTTPException(404, "no such order")
     await invalidate(page.request, result.product_versions)
+    await invalidate_order(page.request, result)
     return RedirectResponse(back, status_code=303)

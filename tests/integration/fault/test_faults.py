@@ -68,7 +68,8 @@ def search_down(window: list[Sample]) -> list[str]:
     if not any(s.op == "search" for s in window):
         problems.append("no search request during the fault")
     for s in window:
-        if s.op == "search" and not (s.status == 503 and s.retry_after):
+        # 200: an answer the search cache still holds (docs/search.md); else 503
+        if s.op == "search" and not (_ok(s) or (s.status == 503 and s.retry_after)):
             problems.append(f"search answered {s.status} (retry-after: {s.retry_after})")
     return problems
 
