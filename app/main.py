@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
+from app import gc_pauses
 from app.etl_schedule import watch_data_age
 from app.key_revocations import watching_key_revocations
 from app.logging import configure_logging
@@ -42,12 +43,15 @@ def create_app(
     pass their own (fakes, or stores opened elsewhere) to assemble the app the same way."""
     settings = settings or get_settings()
     configure_logging(settings)
+    gc_pauses.install()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with stores_factory(settings) as stores, watching_key_revocations(stores):
             app.state.stores = stores
             watch_data_age(stores.analytics)  # the gauge reads the store at scrape time
+            if settings.gc_freeze_at_startup:
+                gc_pauses.freeze_startup_heap()
             yield
 
     app = FastAPI(

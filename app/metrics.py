@@ -120,3 +120,12 @@ RATE_LIMIT_ERRORS = Counter(
     " out while this process's event loop stalled and was retried (not fail open)",
     ["reason"],
 )
+
+# The garbage collector stops the event loop while it runs: every request in flight on
+# the replica waits for it (app/gc_pauses.py)
+GC_PAUSE = Histogram(
+    "polyshop_gc_pause_seconds",
+    "Garbage-collector pauses of this process, by generation collected",
+    ["generation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)

@@ -301,6 +301,12 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(1024 * 1024, gt=0, description="request body limit (JSON)")
     access_log: bool = Field(True, description="one structured log line per request")
+    gc_freeze_at_startup: bool = Field(
+        True,
+        description="after startup, move the startup heap out of the garbage collector's"
+        " reach (gc.freeze): a full collection then pauses the replica for milliseconds, not"
+        " ~100 ms (docs/benchmarks.md); off in test processes that start many apps",
+    )
     currencies: list[str] = Field(
         default_factory=lambda: ["USD", "EUR", "GBP"],
         description="ISO 4217 codes products may be priced in (2-decimal currencies only)",

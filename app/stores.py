@@ -38,7 +38,8 @@ from storage.blobs import create_minio
 from storage.cache import create_redis
 from storage.generation import read_generation
 from storage.postgres import create_pool, read_connection
-from storage.product_cache import BreakerState, CacheResult, FillResult, ProductCache
+from storage.product_cache import CacheResult, FillResult, ProductCache
+from storage.redis_breaker import BreakerState
 from storage.redis_errors import LoopLag
 
 log = structlog.get_logger()

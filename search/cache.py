@@ -38,15 +38,14 @@ import asyncio
 import hashlib
 import json
 import secrets
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from storage.cache import delete_matching
-from storage.redis_errors import LagMark, LoopLag, TimeoutRate, is_timeout
+from storage.redis_breaker import BreakerOpen, RedisBreaker, RedisFailed
+from storage.redis_errors import LoopLag
 
 CacheResult = Literal["hit", "miss", "error", "bypass"]
 # a fill after a miss: stored; stale (the generation moved while the engine answered);
@@ -58,7 +57,6 @@ Loader = Callable[[], Awaitable[bytes]]
 # Changes whenever the cached bytes would change for the same request (their shape):
 # old entries are then never read, in a rolling deploy too.
 FORMAT = "1"
-_REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 
 # Store the answer only if no bump happened since the miss read the generation. A
 # generation absent then and now (a new prefix, an eviction) is created here.
@@ -113,13 +111,13 @@ class SearchCache:
         self.prefix = prefix
         self.ttl_s = ttl_s
         self.generation_key = f"{prefix}search:gen"
-        self._threshold = breaker_threshold
-        self._open_s = breaker_open_s
-        self._timeout_s = redis_timeout_s
-        self._lag = loop_lag or LoopLag()
-        self._timeouts = TimeoutRate(breaker_threshold)
-        self._failures = 0
-        self._open_until = 0.0
+        self._breaker = RedisBreaker(
+            "redis-search-cache",
+            threshold=breaker_threshold,
+            open_s=breaker_open_s,
+            redis_timeout_s=redis_timeout_s,
+            loop_lag=loop_lag,
+        )
         self._on_result = on_result or (lambda kind, result: None)
         self._on_fill = on_fill or (lambda result: None)
         self._inflight: dict[tuple[str, bytes | None], asyncio.Task[bytes]] = {}
@@ -143,18 +141,15 @@ class SearchCache:
         for the next caller. Redis failing never fails the search."""
         if not self.enabled:
             return await load()
-        if time.monotonic() < self._open_until:
+        key = self.entry_key(kind, digest)
+        try:
+            generation, raw = await self._breaker.call(self.redis.mget(self.generation_key, key))
+        except BreakerOpen:
             self._on_result(kind, "bypass")
             return await load()
-        key = self.entry_key(kind, digest)
-        mark = self._lag.mark()
-        try:
-            generation, raw = await self.redis.mget(self.generation_key, key)
-        except _REDIS_FAILURES as exc:
-            self._failed(exc, mark)
+        except RedisFailed:
             self._on_result(kind, "error")
             return await load()
-        self._failures = 0
         gen = _as_bytes(generation)
         if raw is not None and gen is not None:
             head, newline, body = _as_bytes(raw).partition(b"\n")  # type: ignore[union-attr]
@@ -180,29 +175,18 @@ class SearchCache:
 
     async def _fill(self, key: str, gen: bytes | None, load: Loader) -> bytes:
         body = await load()
-        mark = self._lag.mark()
         try:
-            stored = await self._store(
-                keys=[self.generation_key, key],
-                args=[gen or b"", body, secrets.token_hex(8), max(1, int(self.ttl_s * 1000))],
+            stored = await self._breaker.call(
+                self._store(
+                    keys=[self.generation_key, key],
+                    args=[gen or b"", body, secrets.token_hex(8), max(1, int(self.ttl_s * 1000))],
+                )
             )
-        except _REDIS_FAILURES as exc:
-            self._failed(exc, mark)
+        except (BreakerOpen, RedisFailed):
             self._on_fill("error")
             return body
         self._on_fill("stored" if stored else "stale")
         return body
-
-    def _failed(self, exc: BaseException, mark: LagMark) -> None:
-        if is_timeout(exc):
-            if self._lag.explains(mark, self._timeout_s):
-                return  # this process's stall, not Redis'
-            self._timeouts.record()
-            if not self._timeouts.exceeded():
-                return  # one late answer is more often a busy loop than a sick Redis
-        self._failures += 1
-        if self._failures >= self._threshold:
-            self._open_until = time.monotonic() + self._open_s
 
     # invalidation
 

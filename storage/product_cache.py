@@ -58,14 +58,16 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from purgatory import AsyncCircuitBreakerFactory
-from purgatory.domain.model import OpenedState
-from purgatory.service._async.circuitbreaker import AsyncCircuitBreaker
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from storage.cache import delete_matching
-from storage.redis_errors import LoopLag, TimeoutRate, is_timeout
+from storage.redis_breaker import (
+    BreakerOpen,
+    BreakerState,
+    RedisBreaker,
+    RedisFailed,
+)
+from storage.redis_errors import LoopLag
 
 CacheResult = Literal["hit", "miss", "error", "bypass"]
 # a fill: stored, refused by the floor guard, or skipped because its load was too slow
@@ -74,7 +76,6 @@ GenerationSource = Callable[[], Awaitable[str]]
 Flight = tuple[int, str, bytes | None]  # product id, generation, floor seen
 # (product id, version) pairs whose invalidation may not have been applied yet
 CatchUp = Callable[[], Awaitable[Iterable[tuple[int, int]]]]
-BreakerState = Literal["closed", "opened", "half-opened"]
 CIRCUIT = "redis-product-cache"
 FLOOR_TTL_MS = 30_000  # default; refreshed by every write of the product
 POLL_FIRST_S = 0.002  # lease waiters poll from this interval, doubling ...
@@ -115,8 +116,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-
-_REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 
 T = TypeVar("T")
 
@@ -211,21 +210,14 @@ class ProductCache:
         self.lease_wait_ms = lease_wait_ms
         self.breaker_open_s = breaker_open_s
         self._on_result = on_result
-        self._on_breaker_state = on_breaker_state
-        # The breaker opens on failed connections; on timeouts only above a rate: one late
-        # answer is more often this process's busy event loop than a sick Redis.
-        # A timeout that the loop's own stalls explain (a cold pool connecting while the
-        # loop was blocked: storage/redis_errors.py) is not counted at all.
-        self._timeouts = TimeoutRate(breaker_threshold)
-        self._lag = loop_lag or LoopLag()
-        self._redis_timeout_s = redis_timeout_s
-        self._breakers = AsyncCircuitBreakerFactory(
-            default_threshold=breaker_threshold,
-            default_ttl=breaker_open_s,
-            exclude=[_LateTimeout, (Exception, self._a_lone_timeout)],
+        self._breaker = RedisBreaker(
+            f"{CIRCUIT}:{kind}",
+            threshold=breaker_threshold,
+            open_s=breaker_open_s,
+            redis_timeout_s=redis_timeout_s,
+            loop_lag=loop_lag,
+            on_state=on_breaker_state,
         )
-        self._breakers.add_listener(self._breaker_event)
-        self._circuit: AsyncCircuitBreaker | None = None
         self._inflight: dict[Flight, asyncio.Task[Entry | None]] = {}
         # This replica never serves what it failed to invalidate, even before the outbox
         # relay catches up. With `catch_up` (the app's cache): a Redis call that fails or
@@ -307,7 +299,7 @@ class ProductCache:
         catch up on, missed invalidations, a breaker that is not closed)."""
         if self._outage_seen or self._missed:
             return None
-        if self._circuit is None or self._circuit.context.state != "closed":
+        if not self._breaker.closed:
             return None
         if self._generation_source is not None and (
             self.generation == NO_GENERATION
@@ -493,7 +485,7 @@ class ProductCache:
         """Before the first read from Redis after a failure: apply the invalidations the
         outbox still holds (raises _Bypass while Redis or Postgres still fails)."""
         assert self._catch_up is not None
-        if await self._breaker_open():
+        if await self._breaker.is_open():
             raise _Bypass("bypass")  # no use asking Postgres yet
         # Cleared before reading the outbox: a Redis failure while we catch up (another
         # request's) sets it again, and the next read catches up once more.
@@ -556,40 +548,16 @@ class ProductCache:
     # breaker
 
     async def breaker_state(self) -> BreakerState:
-        return (await self._breaker()).context.state
-
-    async def _breaker(self) -> AsyncCircuitBreaker:
-        if self._circuit is None:
-            self._circuit = await self._breakers.get_breaker(CIRCUIT)
-        return self._circuit
-
-    async def _breaker_open(self) -> bool:
-        # Decided here, not by entering the purgatory breaker: entering an open one
-        # re-raises one stored exception object, whose traceback grows with every call.
-        ctx = (await self._breaker()).context
-        return ctx.state == "opened" and time.time() < (ctx.opened_at or 0) + ctx.ttl
+        return await self._breaker.state()
 
     async def _guarded(self, op: Awaitable[T]) -> T:
         """Run one Redis operation behind the breaker; raise _Bypass if it is open or failed."""
-        breaker = await self._breaker()
-        if await self._breaker_open():
-            _close(op)
-            self._note_outage()
-            raise _Bypass("bypass")
-        mark = self._lag.mark()
         try:
-            async with breaker:
-                try:
-                    return await op
-                except _REDIS_FAILURES as exc:
-                    if is_timeout(exc) and self._lag.explains(mark, self._redis_timeout_s):
-                        raise _LateTimeout from exc  # this process's stall, not Redis'
-                    raise
-        except OpenedState as exc:
-            _close(op)
+            return await self._breaker.call(op)
+        except BreakerOpen as exc:
             self._note_outage()
             raise _Bypass("bypass") from exc
-        except (_LateTimeout, *_REDIS_FAILURES) as exc:
+        except RedisFailed as exc:
             self._note_outage()
             raise _Bypass("error") from exc
 
@@ -600,22 +568,6 @@ class ProductCache:
             self._on_result(bypass.result)
             return None
 
-    def _a_lone_timeout(self, exc: BaseException) -> bool:
-        """Breaker filter: True (not a failure) for a timeout below the rate."""
-        if not is_timeout(exc):
-            return False
-        self._timeouts.record()
-        return not self._timeouts.exceeded()
-
-    def _breaker_event(self, name: str, kind: str, event: Any) -> None:
-        if kind == "state_changed":
-            self._on_breaker_state(event.state)
-
-
-class _LateTimeout(Exception):
-    """A Redis call timed out while this process's event loop stalled (not a failure
-    for the breaker; the read still falls back to Postgres)."""
-
 
 class _Bypass(Exception):
     def __init__(self, result: CacheResult) -> None:
@@ -625,10 +577,3 @@ class _Bypass(Exception):
 
 def _as_bytes(value: bytes | str | None) -> bytes | None:
     return value.encode() if isinstance(value, str) else value
-
-
-def _close(op: Awaitable[Any]) -> None:
-    """An operation we decided not to run: close its coroutine (no 'never awaited')."""
-    close = getattr(op, "close", None)
-    if close is not None:
-        close()

@@ -24,6 +24,11 @@ def isolated_settings(env: dict[str, str], tmp_path: Path, **overrides: object) 
         "s3_access_key": env["POLYSHOP_S3_ACCESS_KEY"],
         "s3_secret_key": env["POLYSHOP_S3_SECRET_KEY"],
         **scratch_names(scratch_tag("t"), tmp_path / "analytics.duckdb"),
+        # a loaded CI machine can keep a cold engine's answer past the 5 s default; a test
+        # about the engine being down sets its own
+        "search_timeout_s": 15.0,
+        # a full collection per app started would add minutes to the suite
+        "gc_freeze_at_startup": False,
     }
     for key, env_name in (
         ("broker_url", "POLYSHOP_BROKER_URL"),

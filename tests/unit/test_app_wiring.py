@@ -21,7 +21,9 @@ from storage.api_keys import ApiKeyCache
 def _settings(tmp_path: Path) -> Settings:
     # nothing listens at port 1: the key-revocation listener just retries
     return Settings(
-        duckdb_path=tmp_path / "copy.duckdb", database_url="postgresql://x@127.0.0.1:1/x"
+        duckdb_path=tmp_path / "copy.duckdb",
+        database_url="postgresql://x@127.0.0.1:1/x",
+        gc_freeze_at_startup=False,
     )
 
 

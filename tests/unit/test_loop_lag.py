@@ -10,13 +10,13 @@ from storage.redis_errors import LoopLag
 
 
 async def test_a_blocked_loop_explains_a_timeout_and_an_idle_wait_does_not() -> None:
-    lag = LoopLag(interval_s=0.01)
+    lag = LoopLag(interval_s=0.01, min_stall_s=0.05)  # a loaded machine's jitter is no stall
     async with lag.running():
         await asyncio.sleep(0.05)  # the ticker runs
         mark = lag.mark()
         time.sleep(0.3)  # noqa: ASYNC251  (the loop is blocked on purpose)
         # measured at once, before the ticker ran again: the stall in progress counts
-        assert 0.25 <= lag.since(mark) <= 0.4
+        assert 0.25 <= lag.since(mark) <= 1.0  # more only if the machine is very busy
         assert lag.explains(mark, timeout_s=0.25)
 
         quiet = lag.mark()
@@ -26,7 +26,7 @@ async def test_a_blocked_loop_explains_a_timeout_and_an_idle_wait_does_not() -> 
 
 
 async def test_a_stall_before_the_mark_does_not_count() -> None:
-    lag = LoopLag(interval_s=0.01)
+    lag = LoopLag(interval_s=0.01, min_stall_s=0.05)
     async with lag.running():
         await asyncio.sleep(0.05)
         time.sleep(0.2)  # noqa: ASYNC251

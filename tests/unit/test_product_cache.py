@@ -12,7 +12,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from storage.cache import create_redis
-from storage.product_cache import BreakerState, CacheResult, Entry, ProductCache
+from storage.product_cache import CacheResult, Entry, ProductCache
+from storage.redis_breaker import BreakerState
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"  # connection refused, immediately
 
@@ -129,7 +130,8 @@ async def test_timeouts_that_the_loops_stall_explains_never_open_the_breaker(
     from storage.product_cache import _Bypass
     from storage.redis_errors import LoopLag
 
-    lag = LoopLag(interval_s=0.01)
+    # stalls from 50 ms: a loaded machine's late wake-ups (a few ms each) are no stall
+    lag = LoopLag(interval_s=0.01, min_stall_s=0.05)
     states: list[BreakerState] = []
     cache = ProductCache(
         dead_redis, prefix="unit:", ttl_s=60, ttl_jitter=0.1, breaker_threshold=2,
@@ -141,7 +143,9 @@ async def test_timeouts_that_the_loops_stall_explains_never_open_the_breaker(
         raise RedisTimeoutError("late")
 
     async def slow() -> None:
-        await asyncio.sleep(0.2)  # the loop runs; Redis takes the whole timeout
+        # the loop runs; Redis takes the whole timeout (and more: on a loaded machine
+        # the timer itself fires late)
+        await asyncio.sleep(0.4)
         raise RedisTimeoutError("slow")
 
     async with lag.running():
