@@ -6,9 +6,10 @@ needs no service and imports no part of the app it does not test.
 `make test` runs the tests in pytest-xdist workers (docs/developing.md, "CI time
 budget"). Every integration test of the session's dev stack holds the stack's lock
 shared, a `stack_exclusive` test (it stops, kills or pauses a service) holds it alone
-(tests/support/stack_lock.py); the tests of the private instance (the fixture
-`private_stack`: the fault suite, then the soak) are one group of the xdist scheduler
-(tests/support/private_group.py), so one worker runs them in turn, beside the others."""
+(tests/support/stack_lock.py); the tests of each private instance (the fixtures
+`private_stack`, the fault suite's, and `soak_stack`, the soak's) are one group of the
+xdist scheduler (tests/support/private_group.py), so one worker runs them in turn, beside
+the others."""
 
 from __future__ import annotations
 
@@ -22,29 +23,32 @@ from tests.support import summary
 
 ROOT = Path(__file__).parent.parent
 INTEGRATION_DIR = Path(__file__).parent / "integration"
-PRIVATE_STACK = "private_stack"  # the fixture (tests/integration/conftest.py)
 
 
-def _on_private_stack(item: pytest.Item) -> bool:
-    return PRIVATE_STACK in getattr(item, "fixturenames", ())
+def _private_fixture(item: pytest.Item) -> str | None:
+    """The private instance's fixture a test uses (tests/integration/conftest.py), if any."""
+    from tests.support.private_group import FIXTURES
+
+    return next((f for f in getattr(item, "fixturenames", ()) if f in FIXTURES), None)
 
 
-def _in_private_dirs(item: pytest.Item) -> bool:
-    from tests.support.private_group import DIRS
+def _private_dir_fixture(item: pytest.Item) -> str | None:
+    """The fixture of the private instance whose directory holds the test, if any."""
+    from tests.support.private_group import FIXTURE_OF_DIR, group_of
 
-    path = Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix()
-    return path.startswith(DIRS)
+    group = group_of(Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix())
+    return None if group is None else FIXTURE_OF_DIR[group]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION_DIR in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
-        if _on_private_stack(item) != _in_private_dirs(item):
-            # the scheduler groups the private instance's tests by their directory
+        if (used := _private_fixture(item)) != (expected := _private_dir_fixture(item)):
+            # the scheduler groups each private instance's tests by their directory
             raise pytest.UsageError(
-                f"{item.nodeid}: a test uses {PRIVATE_STACK} if and only if it is in"
-                " tests/support/private_group.py: DIRS"
+                f"{item.nodeid}: uses {used or 'no private instance'}, its directory's is"
+                f" {expected or 'none'} (tests/support/private_group.py: FIXTURE_OF_DIR)"
             )
 
 
@@ -63,7 +67,7 @@ def pytest_runtest_protocol(
 ) -> Generator[None, object, object]:
     """Setup, call and teardown of an integration test of the session's stack inside the
     stack's lock (session fixtures are set up and torn down inside it too)."""
-    if item.get_closest_marker("integration") is None or _on_private_stack(item):
+    if item.get_closest_marker("integration") is None or _private_fixture(item):
         return (yield)
     import devstack
     from tests.support.stack_lock import holding

@@ -1,9 +1,10 @@
 """Fixtures of the integration tests: real services, one isolated schema, Redis prefix,
-index prefix, bucket and DuckDB file per test; and the private dev stack instance of the
-fault suite and the soak."""
+index prefix, bucket and DuckDB file per test; and the private dev stack instances of the
+fault suite and of the soak."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -29,25 +30,29 @@ def service_env() -> Iterator[dict[str, str]]:
         yield env
 
 
-# The private instance (.devstack/instances/fault): the fault suite stops and kills its
-# services, and the soak judges the memory and connections of every one of them, so
-# neither can use the session's stack, which the other tests share. Every port + 6000
-# puts every service port above the kernel's ephemeral range (32768-60999), so a
+# The private instances (.devstack/instances/<name>): the fault suite stops and kills
+# its instance's services, and the soak judges the memory and connections of every one
+# of its instance's services, so neither can use the session's stack, which the other
+# tests share, nor each other's: each has its own, so the two run side by side (each one
+# group of the xdist scheduler, tests/support/private_group.py). The fault suite's ports
+# + 6000 put every service port above the kernel's ephemeral range (32768-60999), so a
 # client socket cannot take a killed service's port before it restarts. (+100 would not
-# do at all: OpenSearch's HTTP port would be the default instance's transport port.)
-PRIVATE_INSTANCE = "fault"
-PRIVATE_PORT_OFFSET = int(os.environ.get("POLYSHOP_FAULT_PORT_OFFSET", "6000"))
+# do at all: OpenSearch's HTTP port would be the default instance's transport port.) The
+# soak kills nothing; +6150 shares no port with +0, +2000 (benchmarks), +5600 or +6000.
+FAULT_PORT_OFFSET = int(os.environ.get("POLYSHOP_FAULT_PORT_OFFSET", "6000"))
+SOAK_PORT_OFFSET = int(os.environ.get("POLYSHOP_SOAK_PORT_OFFSET", "6150"))
 KEEP_PRIVATE = os.environ.get("POLYSHOP_FAULT_KEEP_STACK", "") == "1"  # debugging: leave it up
 
 
-@pytest.fixture(scope="session")
-def private_stack() -> Iterator[devstack.Layout]:
-    """The private instance, up (OpenSearch with a 1 GB heap); stopped (by supervisord's
-    pid) and emptied at the end. Its users (tests/integration/fault/, soak/) are one
-    group of the xdist scheduler (tests/support/private_group.py): one worker runs them
-    in turn, the fault suite first, and boots the instance at the start of the session
-    while the other workers run the rest."""
-    layout = devstack.instance(PRIVATE_INSTANCE, PRIVATE_PORT_OFFSET, opensearch_heap="1g")
+@contextlib.contextmanager
+def _private_instance(name: str, port_offset: int) -> Iterator[devstack.Layout]:
+    """The instance up (OpenSearch with a 1 GB heap); stopped (by supervisord's pid) and
+    emptied at the end."""
+    layout = devstack.instance(name, port_offset, opensearch_heap="1g")
+    others = {devstack.LAYOUT.port_offset, FAULT_PORT_OFFSET, SOAK_PORT_OFFSET} - {port_offset}
+    for offset in others:
+        if shared := devstack.Ports(port_offset).shared_with(devstack.Ports(offset)):
+            raise pytest.UsageError(f"the {name} instance's ports {shared} are also +{offset}'s")
     try:
         devstack.up(progress=False, layout=layout)
         yield layout
@@ -56,6 +61,21 @@ def private_stack() -> Iterator[devstack.Layout]:
             devstack.down(progress=False, layout=layout)
             # the next run starts from an empty instance (initdb takes seconds)
             shutil.rmtree(layout.root / "data", ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def private_stack() -> Iterator[devstack.Layout]:
+    """The fault suite's instance (tests/integration/fault/). One worker runs the suite
+    and boots the instance at the start of the session, while the others run the rest."""
+    with _private_instance("fault", FAULT_PORT_OFFSET) as layout:
+        yield layout
+
+
+@pytest.fixture(scope="session")
+def soak_stack() -> Iterator[devstack.Layout]:
+    """The soak's instance (tests/integration/soak/), beside the fault suite's."""
+    with _private_instance("soak", SOAK_PORT_OFFSET) as layout:
+        yield layout
 
 
 @pytest.fixture

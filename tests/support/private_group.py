@@ -1,8 +1,9 @@
-"""The xdist scheduler of `make test` (`--dist loadgroup`): xdist's loadgroup, with every
-test of the private instance's directories in one group, so one worker runs them in
-turn (they share one instance and deploy an app on it in turn), and every other test a
-unit of its own. Largest group first: the private group starts at once, on the first
-worker, and boots the instance while the other workers run the rest.
+"""The xdist scheduler of `make test` (`--dist loadgroup`): xdist's loadgroup, with the
+tests of each private instance's directory in one group, so one worker runs them in
+turn (they share the instance and deploy an app on it), and every other test a unit of
+its own. Largest group first: the fault suite's group starts at once on one worker, the
+soak (a unit of its size) on another, and each boots its instance while the other
+workers run the rest.
 
 By directory, not by `xdist_group` marker: with pytest 9.2, xdist 3.8 appends the group
 to `item._nodeid`, which pytest no longer reads, so the markers group nothing. The
@@ -15,12 +16,18 @@ import pytest
 from xdist.remote import Producer
 from xdist.scheduler import LoadGroupScheduling
 
-GROUP = "private_stack"
-DIRS = ("tests/integration/fault/", "tests/integration/soak/")
+# directory -> the fixture of its private instance (tests/integration/conftest.py)
+FIXTURE_OF_DIR = {
+    "tests/integration/fault/": "private_stack",
+    "tests/integration/soak/": "soak_stack",
+}
+DIRS = tuple(FIXTURE_OF_DIR)
+FIXTURES = frozenset(FIXTURE_OF_DIR.values())
 
 
-def in_private_group(nodeid: str) -> bool:
-    return nodeid.startswith(DIRS)
+def group_of(nodeid: str) -> str | None:
+    """The private instance's group of a test (its directory), or None."""
+    return next((d for d in DIRS if nodeid.startswith(d)), None)
 
 
 class PrivateStackScheduling(LoadGroupScheduling):  # type: ignore[misc]  # xdist: untyped
@@ -28,4 +35,4 @@ class PrivateStackScheduling(LoadGroupScheduling):  # type: ignore[misc]  # xdis
         super().__init__(config, log)
 
     def _split_scope(self, nodeid: str) -> str:
-        return GROUP if in_private_group(nodeid) else super()._split_scope(nodeid)
+        return group_of(nodeid) or super()._split_scope(nodeid)

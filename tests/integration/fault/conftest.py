@@ -3,8 +3,8 @@
 The suite stops and kills services, so it never touches the shared dev stack: on the
 PRIVATE dev stack instance (``private_stack`` in tests/integration/conftest.py:
 ``.devstack/instances/fault``, every port + 6000) it deploys two API replicas behind
-nginx and the worker against a fresh schema, and stops them at the end (the soak deploys
-its own app on the same instance next).
+nginx and the worker against a fresh schema, and stops them at the end (the soak runs
+beside it on an instance of its own, ``soak_stack``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Fixtures of the soak: the app deployed the way `make run` runs it (2 API replicas
-behind nginx, the worker, the notifications service) on the private dev stack instance
-(`private_stack`, tests/integration/conftest.py: no other test uses its services, whose
-memory and connections the soak judges; the fault suite has used it before), against a
+behind nginx, the worker, the notifications service) on its own dev stack instance
+(`soak_stack`, tests/integration/conftest.py: no other test uses its services, whose
+memory and connections the soak judges), against a
 schema, Redis prefix, index prefix, bucket, broker prefix and lake catalog of its own,
 with the worker's timed jobs made frequent: the ETL schedule every minute, image GC every
 30 s, membership sweeps every 10 s. Everything is removed afterwards."""
@@ -22,7 +22,7 @@ from tests.support.isolation import drop_everything
 
 
 @pytest.fixture(scope="package")
-def soak_deployment(private_stack: devstack.Layout) -> Iterator[Deployment]:
+def soak_deployment(soak_stack: devstack.Layout) -> Iterator[Deployment]:
     tag = uuid.uuid4().hex[:8]
     schema = f"soak_{tag}"
     extra = {
@@ -42,7 +42,7 @@ def soak_deployment(private_stack: devstack.Layout) -> Iterator[Deployment]:
         "POLYSHOP_DATABASE_POOL_MIN": "10",
         "POLYSHOP_DATABASE_POOL_MAX": "10",
     }
-    layout = private_stack
+    layout = soak_stack
     try:
         yield deploy(layout, replicas=2, schema=schema, products=40, extra_env=extra)
     finally:
