@@ -50,7 +50,6 @@ class RedisBreaker:
         on_state: Callable[[BreakerState], None] | None = None,
     ) -> None:
         self.name = name
-        self.open_s = open_s
         self._redis_timeout_s = redis_timeout_s
         self._lag = loop_lag or LoopLag()
         self._timeouts = TimeoutRate(threshold)
@@ -73,16 +72,13 @@ class RedisBreaker:
         return state
 
     async def is_open(self) -> bool:
-        # Decided here, not by entering the purgatory breaker: entering an open one
-        # re-raises one stored exception object, whose traceback grows with every call.
-        ctx = (await self._breaker()).context
-        return ctx.state == "opened" and time.time() < (ctx.opened_at or 0) + ctx.ttl
+        return _open(await self._breaker())
 
     async def call(self, op: Awaitable[T]) -> T:
         """`await op` behind the breaker: `BreakerOpen` (op closed, not run) or
         `RedisFailed` instead of a Redis error."""
         breaker = await self._breaker()
-        if await self.is_open():
+        if _open(breaker):
             _close(op)
             raise BreakerOpen
         mark = self._lag.mark()
@@ -115,6 +111,13 @@ class RedisBreaker:
     def _event(self, name: str, kind: str, event: Any) -> None:
         if kind == "state_changed" and self._on_state is not None:
             self._on_state(event.state)
+
+
+def _open(breaker: AsyncCircuitBreaker) -> bool:
+    # Decided here, not by entering the purgatory breaker: entering an open one re-raises
+    # one stored exception object, whose traceback grows with every call.
+    ctx = breaker.context
+    return ctx.state == "opened" and time.time() < (ctx.opened_at or 0) + ctx.ttl
 
 
 class _LateTimeout(Exception):
