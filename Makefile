@@ -46,8 +46,18 @@ stack-status:
 
 # run-tests: `up`, pytest, then stop whatever this invocation started; exits with
 # pytest's code. --durations: every CI run lists its 60 slowest tests (the time budget).
+# -n/--dist loadgroup: pytest-xdist workers; two of them run the private instances'
+# tests (the fault suite; the soak) while the others share the stack (docs/developing.md,
+# "CI time budget"). PYTEST_WORKERS=0: one process. With workers and no PYTEST_ARGS the
+# fuzz file runs after them in one process (`--then`; its docstring says why).
+PYTEST_WORKERS ?= 4
+PYTEST_BASE := -p no:cacheprovider -q
+FUZZ := tests/integration/test_fuzz_api.py
+XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup)
+FUZZ_PASS = $(if $(XDIST),$(if $(PYTEST_ARGS),,--ignore=$(FUZZ) --then $(PYTEST_BASE) -p no:xdist $(FUZZ)))
 test: install
-	$(UV) run python -m devstack run-tests -- -p no:cacheprovider -q --durations=60 $(PYTEST_ARGS)
+	$(UV) run python -m devstack run-tests -- $(PYTEST_BASE) --durations=60 $(XDIST) \
+	  $(PYTEST_ARGS) $(FUZZ_PASS)
 
 lint: install
 	$(UV) run ruff check . && $(UV) run ruff format --check . && $(UV) run mypy .

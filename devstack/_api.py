@@ -414,10 +414,12 @@ def elasticsearch_config_dir(*, layout: Layout = LAYOUT) -> Path:
     return layout.elasticsearch_config
 
 
-def run_tests(pytest_args: Sequence[str], *, layout: Layout = LAYOUT) -> int:
-    """Bring the stack up, run pytest, and stop afterwards whatever this call started.
+def run_tests(pytest_runs: Sequence[Sequence[str]], *, layout: Layout = LAYOUT) -> int:
+    """Bring the stack up, run pytest once per argument list, in turn (every run, also
+    after a failed one), and stop afterwards whatever this call started.
 
-    Returns pytest's exit code (or 1 if the stack could not be started).
+    Returns the first non-zero exit code of the runs, 0 if all passed (or 1 if the
+    stack could not be started).
     """
     had_supervisord = _supervisor.supervisord_pid(layout) is not None
     before = {s.name: s.state for s in status(layout=layout)} if had_supervisord else {}
@@ -427,13 +429,18 @@ def run_tests(pytest_args: Sequence[str], *, layout: Layout = LAYOUT) -> int:
         except (StackError, _install.InstallError) as exc:
             console.print(f"[red]dev stack failed to start:[/red] {exc}")
             return 1
-        # pytest, and every process it starts, reaches this instance's services only
-        # (a bare Settings() would otherwise read the default ports' stack)
-        return subprocess.run(
-            [sys.executable, "-m", "pytest", *pytest_args],
-            check=False,
-            env={**os.environ, **service_vars},
-        ).returncode
+        codes = []
+        for pytest_args in pytest_runs:
+            # pytest, and every process it starts, reaches this instance's services only
+            # (a bare Settings() would otherwise read the default ports' stack)
+            codes.append(
+                subprocess.run(
+                    [sys.executable, "-m", "pytest", *pytest_args],
+                    check=False,
+                    env={**os.environ, **service_vars},
+                ).returncode
+            )
+        return next((code for code in codes if code != 0), 0)
     finally:
         if not had_supervisord:
             down(progress=True, layout=layout)

@@ -14,6 +14,8 @@ from devstack._progress import console
 from devstack._services import SERVICES
 from devstack._supervisor import StackError
 
+THEN = "--then"  # run-tests: the args after it are another pytest run
+
 cli = typer.Typer(
     name="stack",
     help="Native dev stack (.devstack/): Postgres, Redis, OpenSearch, Elasticsearch, MinIO,"
@@ -136,8 +138,23 @@ def logs(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
 def run_tests(ctx: typer.Context) -> None:
-    """Bring the stack up, run pytest with the given args, stop what this started."""
-    raise typer.Exit(_api.run_tests(list(ctx.args)))
+    """Bring the stack up, run pytest with the given args, stop what this started.
+
+    `--then` starts the args of another pytest run on the same stack, after the first:
+    `run-tests -- -n 3 --ignore=F --then -p no:xdist F`. The exit code is the first
+    failed run's."""
+    raise typer.Exit(_api.run_tests(split_runs(list(ctx.args))))
+
+
+def split_runs(args: list[str]) -> list[list[str]]:
+    """The pytest runs of `run-tests`' args, split at each `--then`."""
+    runs: list[list[str]] = [[]]
+    for arg in args:
+        if arg == THEN:
+            runs.append([])
+        else:
+            runs[-1].append(arg)
+    return runs
 
 
 def main() -> None:

@@ -110,6 +110,11 @@ class Ports:
         named = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "offset"}
         return {name: port for name, port in named.items() if port > MAX_PORT}
 
+    def shared_with(self, other: Ports) -> set[int]:
+        """The ports both instances would listen on (none, for two that run side by side)."""
+        mine = {getattr(self, f.name) for f in fields(self) if f.name != "offset"}
+        return mine & {getattr(other, f.name) for f in fields(other) if f.name != "offset"}
+
     def by_service(self) -> dict[str, tuple[int, ...]]:
         return {
             "postgres": (self.postgres,),

@@ -387,6 +387,7 @@ async def test_the_handoff_ends_when_the_relay_cannot_reach_redis_either(
         assert state == "failing"
 
 
+@pytest.mark.stack_exclusive  # CLIENT PAUSE ALL: every client of the server waits
 async def test_after_redis_was_out_of_reach_a_replica_catches_up_before_serving_from_it(
     settings: Settings, stores: Stores, admin: dict[str, str]
 ) -> None:
@@ -416,6 +417,7 @@ async def test_after_redis_was_out_of_reach_a_replica_catches_up_before_serving_
         assert await cached_version(stores, cache, pid) in (None, 2)
 
 
+@pytest.mark.stack_exclusive
 async def test_fault_redis_stopped_mid_test(settings: Settings, admin: dict[str, str]) -> None:
     """Really stops the dev stack's Redis: reads keep working from Postgres, and the cache is
     correct again once Redis is back (the write made meanwhile is not served stale)."""

@@ -47,6 +47,7 @@ def test_services_env_file_matches_the_api() -> None:
     assert dict(line.split("=", 1) for line in text.splitlines()) == devstack.service_env()
 
 
+@pytest.mark.stack_exclusive
 def test_stop_and_start_redis(redis_restored: None) -> None:
     assert _ping()
     devstack.stop_service("redis")
@@ -56,6 +57,7 @@ def test_stop_and_start_redis(redis_restored: None) -> None:
     assert _ping()
 
 
+@pytest.mark.stack_exclusive
 def test_killed_redis_stays_down_until_started(redis_restored: None) -> None:
     devstack.kill_service("redis")
     assert not _ping()

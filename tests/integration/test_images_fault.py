@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 
 from app.stores import Stores
 from tests.support.auth import bearer
 from tests.support.images import image_rows, insert_product, make_image, object_keys
 
 
+@pytest.mark.stack_exclusive
 async def test_fault_minio_stopped_mid_upload(client: httpx.AsyncClient, stores: Stores) -> None:
     import devstack
 

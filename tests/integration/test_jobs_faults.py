@@ -44,6 +44,7 @@ def broker_back() -> object:
     devstack.start_service("rabbitmq")
 
 
+@pytest.mark.stack_exclusive
 async def test_broker_killed_during_a_burst_every_order_succeeds_and_every_email_arrives(
     client: httpx.AsyncClient, stores: Stores, broker_back: object
 ) -> None:
@@ -76,6 +77,7 @@ async def test_broker_killed_during_a_burst_every_order_succeeds_and_every_email
     assert duplicates <= stores.settings.smtp_connections, counts
 
 
+@pytest.mark.stack_exclusive
 async def test_reminder_due_while_broker_and_worker_were_down_is_sent_once(
     client: httpx.AsyncClient, app: FastAPI, stores: Stores, broker_back: object
 ) -> None:

@@ -55,6 +55,7 @@ async def _wait_green(client: httpx.AsyncClient, timeout_s: float = 60) -> dict[
     return lines
 
 
+@pytest.mark.stack_exclusive
 @pytest.mark.parametrize(("service", "search_engine"), CASES, indirect=["search_engine"])
 async def test_fault_readyz_names_a_stopped_service_and_recovers(
     native_stack: None, client: httpx.AsyncClient, service: str, search_engine: str | None

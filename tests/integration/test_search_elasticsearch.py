@@ -4,6 +4,7 @@ image where a Docker engine answers (testcontainers)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -39,12 +40,18 @@ def es_url(service_env: dict[str, str]) -> Iterator[str]:
 
 
 @pytest.fixture
-async def engine(es_url: str) -> AsyncIterator[SearchEngine]:
+def prefix() -> str:
+    """The test's own index names (tests run side by side on one node)."""
+    return f"estest{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def engine(es_url: str, prefix: str) -> AsyncIterator[SearchEngine]:
     es = create_search_engine("elasticsearch", es_url, timeout_s=30)
     try:
         yield es
     finally:
-        await es.delete_indices(await es.indices_matching("estest-*"))
+        await es.delete_indices(await es.indices_matching(f"{prefix}-*"))
         await es.close()
 
 
@@ -70,10 +77,10 @@ def _row(pid: int, name: str, description: str, version: int = 1) -> dict[str, A
 
 
 async def test_mapping_sync_query_and_alias_swap_work_on_elasticsearch(
-    engine: SearchEngine,
+    engine: SearchEngine, prefix: str
 ) -> None:
-    alias = "estest-products"
-    first = new_index_name("estest")
+    alias = f"{prefix}-products"
+    first = new_index_name(prefix)
     await create_index(engine, first, bulk_load=True, aliases={alias: {}})
     rows = [
         _row(1, "Office Chair", "Mesh back"),
@@ -92,7 +99,7 @@ async def test_mapping_sync_query_and_alias_swap_work_on_elasticsearch(
     body = await engine.search(alias, suggest_body("off", 5))
     assert [h["_source"]["name"] for h in body["hits"]["hits"]] == ["Office Chair"]
 
-    second = new_index_name("estest")
+    second = new_index_name(prefix)
     await create_index(engine, second, bulk_load=False)
     await engine.update_aliases(
         [{"remove": {"index": first, "alias": alias}}, {"add": {"index": second, "alias": alias}}]

@@ -43,6 +43,7 @@ def _devstack_runs_the_engine(settings: Settings) -> bool:
         return False
 
 
+@pytest.mark.stack_exclusive
 async def test_fault_engine_stopped_during_1000_writes(
     settings: Settings, client: httpx.AsyncClient
 ) -> None:

@@ -2,8 +2,8 @@
 
 1. URLs from the environment (`POLYSHOP_DATABASE_URL`, ... all of them set);
 2. testcontainers, when a Docker engine answers;
-3. the project's native stack (`devstack`), started here if it is not running and then
-   stopped again at the end of the session (by pid, through supervisord).
+3. the project's native stack (`devstack`), used as it is when it runs, else started
+   here and stopped again at the end of the session (by pid, through supervisord).
 """
 
 from __future__ import annotations
@@ -103,13 +103,17 @@ def _testcontainers() -> Iterator[dict[str, str]]:
 def _native_stack() -> Iterator[dict[str, str]]:
     import devstack
 
-    started_here = not devstack.is_up()
+    if devstack.is_up():
+        # `make test` brought it up (and waited until it was ready). No `up` again: in a
+        # pytest-xdist worker, another worker may be deploying an app on the stack just
+        # now (test_load_curve.py), and `up` rewrites the supervisord and nginx config.
+        yield devstack.service_env()
+        return
     env = devstack.up(progress=False)
     try:
         yield env
     finally:
-        if started_here:
-            devstack.down()
+        devstack.down()
 
 
 @contextlib.contextmanager

@@ -164,3 +164,12 @@ def test_an_offset_that_pushes_a_port_past_65535_is_refused() -> None:
     assert devstack.Ports(6400).above_max()["opensearch_transport"] == 65701
     with pytest.raises(devstack.StackError, match="opensearch_transport"):
         devstack.up(progress=False, layout=devstack.instance("unit", 6400))
+
+
+def test_the_soak_instances_offset_shares_no_port_with_the_others() -> None:
+    # tests/integration/conftest.py: +6150 beside the stack (+0 or CI's +5600), the
+    # benchmarks' +2000 and the fault suite's +6000; +6100 would not do
+    soak = devstack.Ports(6150)
+    for offset in (0, 2000, 5600, 6000):
+        assert soak.shared_with(devstack.Ports(offset)) == set(), offset
+    assert devstack.Ports(6100).shared_with(devstack.Ports(6000))

@@ -1,4 +1,5 @@
-"""What the fault suite keeps across its tests: acknowledged writes and recovery times.
+"""What the fault suite keeps across its tests: acknowledged writes, and the recovery
+times of each fault (a row of the terminal summary, tests/support/summary.py).
 (Not in conftest.py: pytest may import a conftest under another module name.)"""
 
 from __future__ import annotations
@@ -15,6 +16,18 @@ class Recovery:
     api_recovered_s: float  # restart command until requests through nginx succeed again
     converged_s: float  # restart command until every derived store equals Postgres
     during: str  # what the requests during the fault got, e.g. "search 503 x4"
+
+    def summary_row(self) -> tuple[str, str, str]:
+        """(section, header, row) of the terminal summary's table."""
+        header = (
+            f"{'fault':<16} {'service back':>12} {'API recovered':>13} {'converged':>9}"
+            "  answers during the fault (non-2xx)"
+        )
+        row = (
+            f"{self.fault:<16} {self.service_back_s:>11.1f}s {self.api_recovered_s:>12.1f}s"
+            f" {self.converged_s:>8.1f}s  {self.during}"
+        )
+        return "fault injection: time to recover (from the restart command)", header, row
 
 
 @dataclass
@@ -37,6 +50,3 @@ class Ledger:
             self.patches[product_id] = max(version, self.patches.get(product_id, 0))
         self.images.update(acks.images)
         self.unresolved_orders |= acks.order_unknown
-
-
-RECOVERIES: list[Recovery] = []

@@ -32,9 +32,12 @@ from tests.integration.fault.checks import (
     private_stores,
     wait_converged,
 )
-from tests.integration.fault.ledger import RECOVERIES, Ledger, Recovery
+from tests.integration.fault.ledger import Ledger, Recovery
+from tests.support import summary
 
-pytestmark = [pytest.mark.fault, pytest.mark.timeout(600)]
+# the first fault's setup boots the private instance and deploys on it: minutes on a
+# loaded machine, beside the other tests
+pytestmark = [pytest.mark.fault, pytest.mark.timeout(900)]
 
 CONCURRENCY = 4
 WARM_S = 1.5  # load before the fault
@@ -199,15 +202,21 @@ def _describe(window: list[Sample]) -> str:
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=str)
-async def test_fault(lb: Deployment, ledger: Ledger, fault: Fault) -> None:
+async def test_fault(
+    lb: Deployment, ledger: Ledger, fault: Fault, request: pytest.FixtureRequest
+) -> None:
     deployment = await asyncio.to_thread(on_engine, lb, fault.engine)
     try:
-        await _fault_under_load(deployment, ledger, fault)
+        await _fault_under_load(
+            deployment, ledger, fault, lambda r: summary.add(request.node, *r.summary_row())
+        )
     finally:  # the next fault finds the deployment as the fixture made it
         await asyncio.to_thread(on_engine, deployment, lb.env["POLYSHOP_SEARCH_ENGINE"])
 
 
-async def _fault_under_load(lb: Deployment, ledger: Ledger, fault: Fault) -> None:
+async def _fault_under_load(
+    lb: Deployment, ledger: Ledger, fault: Fault, record: Callable[[Recovery], None]
+) -> None:
     name = _program(lb, fault)
     stop_load = asyncio.Event()
     async with Workload(lb, FAULT_MIX, seed=zlib.crc32(str(fault).encode())) as load:
@@ -249,9 +258,7 @@ async def _fault_under_load(lb: Deployment, ledger: Ledger, fault: Fault) -> Non
     async with private_stores(lb) as stores:
         await wait_converged(stores)
         converged = time.monotonic() - restart_at
-        RECOVERIES.append(
-            Recovery(str(fault), service_back, api_recovered, converged, _describe(window))
-        )
+        record(Recovery(str(fault), service_back, api_recovered, converged, _describe(window)))
         problems = fault.check(window)
         problems += [f"500 from {s.op}" for s in load.samples if s.status == 500]
         problems += [

@@ -1,8 +1,10 @@
-"""Fixtures of the soak: the app deployed the way `make run` runs it, on this session's
-native dev stack (2 API replicas behind nginx, the worker, the notifications service),
-against a schema, Redis prefix, index prefix, bucket, broker prefix and lake catalog of
-its own, with the worker's timed jobs made frequent: the ETL schedule every minute, image
-GC every 30 s, membership sweeps every 10 s. Everything is removed afterwards."""
+"""Fixtures of the soak: the app deployed the way `make run` runs it (2 API replicas
+behind nginx, the worker, the notifications service) on its own dev stack instance
+(`soak_stack`, tests/integration/conftest.py: no other test uses its services, whose
+memory and connections the soak judges), against a
+schema, Redis prefix, index prefix, bucket, broker prefix and lake catalog of its own,
+with the worker's timed jobs made frequent: the ETL schedule every minute, image GC every
+30 s, membership sweeps every 10 s. Everything is removed afterwards."""
 
 from __future__ import annotations
 
@@ -18,13 +20,9 @@ from bench.mixed_workload import Deployment, app_env, deploy
 from tests.integration.fault.checks import settings_from_env
 from tests.support.isolation import drop_everything
 
-REPORTS: list[str] = []  # the per-minute tables, printed again at the end of the session
-
 
 @pytest.fixture(scope="package")
-def soak_deployment() -> Iterator[Deployment]:
-    if not devstack.is_up():
-        pytest.skip("needs the native dev stack (`python -m devstack up`): it runs the app there")
+def soak_deployment(soak_stack: devstack.Layout) -> Iterator[Deployment]:
     tag = uuid.uuid4().hex[:8]
     schema = f"soak_{tag}"
     extra = {
@@ -44,7 +42,7 @@ def soak_deployment() -> Iterator[Deployment]:
         "POLYSHOP_DATABASE_POOL_MIN": "10",
         "POLYSHOP_DATABASE_POOL_MAX": "10",
     }
-    layout = devstack.LAYOUT
+    layout = soak_stack
     try:
         yield deploy(layout, replicas=2, schema=schema, products=40, extra_env=extra)
     finally:
@@ -54,10 +52,3 @@ def soak_deployment() -> Iterator[Deployment]:
         asyncio.run(drop_everything(settings))
         settings.duckdb_path.unlink(missing_ok=True)  # the published snapshot (a link)
         shutil.rmtree(f"{settings.duckdb_path}.snapshots", ignore_errors=True)
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    for report in REPORTS:
-        terminalreporter.section("soak: per minute")
-        for line in report.splitlines():
-            terminalreporter.write_line(line)

@@ -26,8 +26,7 @@ import pytest
 from app.stores import Stores
 from bench.mixed_workload import FAULT_MIX, Deployment, Sample, Workload, percentile
 from tests.integration.fault.checks import backlog, dead_letters, private_stores
-from tests.integration.soak.conftest import REPORTS
-from tests.support import soak
+from tests.support import soak, summary
 from tests.support.soak import MIB, Point
 
 FULL_S = float(os.environ.get("POLYSHOP_SOAK_SECONDS", "1800"))
@@ -62,21 +61,26 @@ def window_s(seconds: float) -> float:
 
 @pytest.mark.soak
 @pytest.mark.timeout(FULL_S + 900)
-async def test_soak(soak_deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
-    await run_soak(soak_deployment, FULL_S, capsys, known_growth=())
+async def test_soak(
+    soak_deployment: Deployment, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
+) -> None:
+    await run_soak(soak_deployment, FULL_S, capsys, request.node, known_growth=())
 
 
 @pytest.mark.timeout(BOUNDED_S + 600)
 async def test_soak_bounded(
-    soak_deployment: Deployment, capsys: pytest.CaptureFixture[str]
+    soak_deployment: Deployment, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
 ) -> None:
-    await run_soak(soak_deployment, BOUNDED_S, capsys, known_growth=KNOWN_GROWTH_BOUNDED)
+    await run_soak(
+        soak_deployment, BOUNDED_S, capsys, request.node, known_growth=KNOWN_GROWTH_BOUNDED
+    )
 
 
 async def run_soak(
     deployment: Deployment,
     seconds: float,
     capsys: pytest.CaptureFixture[str],
+    node: pytest.Item,
     *,
     known_growth: tuple[str, ...],
 ) -> None:
@@ -88,6 +92,12 @@ async def run_soak(
     def show(line: str) -> None:
         with capsys.disabled():
             print(line, flush=True)
+
+    def result(line: str) -> None:
+        """A verdict line: shown now, and again in the terminal summary (the only place
+        it appears when the soak runs in an xdist worker)."""
+        show(line)
+        summary.add(node, "soak: per minute", "", line)
 
     points: list[Point] = []
     async with (
@@ -109,7 +119,7 @@ async def run_soak(
                 with contextlib.suppress(TimeoutError):  # the next sample is due
                     await asyncio.wait_for(stop.wait(), soak.SAMPLE_S)
             table.flush(show)
-            REPORTS.append(table.text())
+            summary.add(node, "soak: per minute", "", table.text())
 
         sampler = asyncio.create_task(sample_until_stopped())
         await load.run(seconds, CONCURRENCY)
@@ -122,7 +132,7 @@ async def run_soak(
 
     samples = load.samples
     failed = [s for s in samples if not 200 <= s.status < 300]
-    show(
+    result(
         f"soak: {len(samples)} requests in {elapsed:.0f} s ({len(samples) / elapsed:.1f}/s),"
         f" {len(failed)} failed; backlog drained {drained_s:.1f} s after the load stopped"
     )
@@ -133,10 +143,10 @@ async def run_soak(
         exclude=known_growth,
     )
     growth = ", ".join(f"{k} {v:+.1%}" for k, v in sorted(verdict.memory_growth.items()))
-    show(f"soak: memory growth after the warm-up: {growth}")
+    result(f"soak: memory growth after the warm-up: {growth}")
     if known_growth:
-        show(f"soak: not checked (known growth, docs/benchmarks.md): {', '.join(known_growth)}")
-    show(f"soak: connections (first window, last window medians): {verdict.connections}")
+        result(f"soak: not checked (known growth, docs/benchmarks.md): {', '.join(known_growth)}")
+    result(f"soak: connections (first window, last window medians): {verdict.connections}")
 
     assert not failed, _failures(failed)
     assert len(samples) > 10 * seconds * 0.1, "the load barely ran"  # at least 1 req/s
