@@ -139,8 +139,9 @@ class RateLimiter:
                     self._skip_until = time.monotonic() + self.fail_open_s
             log.warning("ratelimit.redis_failed", error=type(exc).__name__, detail=str(exc)[:200])
             return None
-        allowed, limit, remaining, retry_ms, reset_ms, tightest = (int(v) for v in result[:6])
-        values = tuple(_as_bytes(v) for v in result[6:])
+        head = _as_bytes(result[0]) or b""
+        allowed, limit, remaining, retry_ms, reset_ms, tightest = (int(v) for v in head.split())
+        values = tuple(_as_bytes(v) for v in result[1:])
         return Decision(
             bool(allowed), limit, remaining, retry_ms / 1000, reset_ms / 1000, tightest, values
         )

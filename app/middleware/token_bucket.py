@@ -82,8 +82,9 @@ def idle_ttl_s(bucket: Bucket) -> int:
 
 # KEYS: one per bucket, then any keys to read. ARGV: cost, then capacity, rate, ttl for
 # each bucket (so the buckets are the first (#ARGV - 1) / 3 keys).
-# Returns {allowed, limit, remaining, retry_after_ms, reset_ms, tightest (0-based)}:
-# integers, because Redis truncates Lua numbers to integers on the way out. When allowed,
+# Returns {"allowed limit remaining retry_after_ms reset_ms tightest"}: one string of
+# integers (tightest 0-based; one bulk string parses faster in the client than six
+# integer replies). When allowed,
 # the values of the keys to read follow (nil for a missing one): a request's own read
 # (the product cache's value and floor) rides on the limiter's round trip. A refused
 # request gets none back.
@@ -131,10 +132,10 @@ for i = 1, n do
 end
 local remaining = math.max(0, math.floor(levels[tight] / cost))
 local reset = (caps[tight] - levels[tight]) / rates[tight]
-local out = {allowed and 1 or 0, caps[tight], remaining, math.ceil(retry * 1000),
-             math.ceil(reset * 1000), tight - 1}
+local out = {string.format('%d %d %d %d %d %d', allowed and 1 or 0, caps[tight], remaining,
+                           math.ceil(retry * 1000), math.ceil(reset * 1000), tight - 1)}
 if allowed then
-  for i = n + 1, #KEYS do out[6 + i - n] = got[i] end
+  for i = n + 1, #KEYS do out[1 + i - n] = got[i] end
 end
 return out
 """

@@ -40,7 +40,7 @@ async def test_the_script_decides_as_the_math_and_keeps_one_string_per_bucket(
         got = await _take(stores, [a, k, value], [ADDRESS, KEY])
         _tokens, now = await _stored(stores, a)  # the script's clock (Redis' TIME)
         decision, after = take(list(zip([ADDRESS, KEY], states, strict=True)), now)
-        allowed, limit, remaining, retry_ms, reset_ms, tightest = got[:6]
+        allowed, limit, remaining, retry_ms, reset_ms, tightest = map(int, got[0].split())
         assert (allowed, limit, remaining, tightest) == (
             int(decision.allowed),
             decision.limit,
@@ -51,7 +51,7 @@ async def test_the_script_decides_as_the_math_and_keeps_one_string_per_bucket(
         assert abs(retry_ms - math.ceil(decision.retry_after_s * 1000)) <= 1, attempt
         assert abs(reset_ms - math.ceil(decision.reset_s * 1000)) <= 1, attempt
         # the read key's value only for an allowed request
-        assert got[6:] == ([b"cached"] if decision.allowed else [])
+        assert got[1:] == ([b"cached"] if decision.allowed else [])
         for name, state in zip((a, k), after, strict=True):
             assert await stores.redis.type(name) == b"string"
             assert 0 < await stores.redis.ttl(name) <= 10  # capacity / rate + 1
@@ -72,7 +72,7 @@ async def test_a_bucket_in_another_layout_counts_as_full_once_and_is_replaced(
     await stores.redis.set(junk, b"not a bucket")
     for name in (legacy, junk):
         got = await _take(stores, [name], [ADDRESS])
-        assert got[:3] == [1, 3, 2], name  # full (3), one token taken
+        assert got[0].split()[:3] == [b"1", b"3", b"2"], name  # full (3), one token taken
         assert await stores.redis.type(name) == b"string"
         got = await _take(stores, [name], [ADDRESS])
-        assert got[:3] == [1, 3, 1], name  # and counted from there on
+        assert got[0].split()[:3] == [b"1", b"3", b"1"], name  # and counted from there on
