@@ -105,15 +105,17 @@ class Ports:
             if port.name != "offset":
                 object.__setattr__(self, port.name, port.default + self.offset)  # type: ignore[operator]
 
+    def named(self) -> dict[str, int]:
+        """Every port by its field's name."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "offset"}
+
     def above_max(self) -> dict[str, int]:
         """The ports this offset pushes past 65535 (an instance cannot start with any)."""
-        named = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "offset"}
-        return {name: port for name, port in named.items() if port > MAX_PORT}
+        return {name: port for name, port in self.named().items() if port > MAX_PORT}
 
     def shared_with(self, other: Ports) -> set[int]:
         """The ports both instances would listen on (none, for two that run side by side)."""
-        mine = {getattr(self, f.name) for f in fields(self) if f.name != "offset"}
-        return mine & {getattr(other, f.name) for f in fields(other) if f.name != "offset"}
+        return set(self.named().values()) & set(other.named().values())
 
     def by_service(self) -> dict[str, tuple[int, ...]]:
         return {
