@@ -287,8 +287,9 @@ class Settings(BaseSettings):
     rate_limit_address_per_s: float = Field(1200.0, gt=0, description="refill per address")
     rate_limit_address_in_proxy: bool = Field(
         False,
-        description="true where nginx fronts the app and limits per address itself"
-        " (limit_req, deploy/nginx*.conf): the app then limits API keys only",
+        description="true where one nginx fronts every replica and limits per address"
+        " itself (limit_req, deploy/nginx*.conf): the app then limits API keys only;"
+        " `make run` and docker-compose set it",
     )
     rate_limit_fail_open_s: float = Field(
         5.0, ge=0, description="Redis failed: requests pass unlimited for this long"

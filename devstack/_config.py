@@ -29,6 +29,11 @@ from devstack._services import (
 
 DEFAULT_REPLICAS = 2
 ENV_REPLICAS = "POLYSHOP_API_REPLICAS"
+# One nginx fronts every replica of this stack, so the per-address bucket lives in it
+# by default (issue 19: an anonymous cached read then pays no Redis call for its limit);
+# the replicas keep the API-key bucket. The shell or the caller's env may set it false.
+ENV_ADDRESS_IN_PROXY = "POLYSHOP_RATE_LIMIT_ADDRESS_IN_PROXY"
+ENV_RATE_LIMIT = "POLYSHOP_RATE_LIMIT_ENABLED"  # false: no limit in nginx either
 
 
 @dataclass(frozen=True)
@@ -344,18 +349,26 @@ def app_programs(
 ) -> list[Program]:
     """The app's own processes for ``make run``: ``replicas`` API processes on ports
     ``api+1 .. api+N`` (named ``api_<port>``), nginx in front of them on ``api``, and
-    the worker. ``env`` adds settings (e.g. a schema) to every app process."""
+    the worker. ``env`` adds settings (e.g. a schema) to every app process.
+
+    The replicas get ``POLYSHOP_RATE_LIMIT_ADDRESS_IN_PROXY=true`` (nginx limits each
+    address, ``render_nginx_conf``) unless ``env`` or the shell sets it."""
     replicas = default_replicas() if replicas is None else replicas
     if replicas < 1:
         raise ValueError("at least one API replica")
     port = ports(layout)
     polyshop = str(Path(sys.executable).parent / "polyshop")
     app_env = dict(env or {})
+    # nginx.conf is rendered from the api program's env: the shell's say goes into it
+    limits = {
+        name: app_env.get(name, os.environ.get(name, default))
+        for name, default in ((ENV_ADDRESS_IN_PROXY, "true"), (ENV_RATE_LIMIT, "true"))
+    }
     return [
         Program(
             name="api",
             command=[polyshop, "serve", "--host", HOST, "--port", "%(process_num)d"],
-            env=app_env,
+            env={**app_env, **limits},
             numprocs=replicas,
             numprocs_start=port.api + 1,
             stopwaitsecs=25,  # uvicorn drains in-flight requests for up to 20 s
@@ -401,6 +414,10 @@ ADDRESS_RATE_PER_S = 1200
 ADDRESS_BURST = 2400
 
 
+def _true(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
 def render_nginx_conf(
     layout: Layout,
     upstream_ports: Sequence[int],
@@ -408,9 +425,10 @@ def render_nginx_conf(
     app_env: Mapping[str, str] | None = None,
 ) -> str:
     """deploy/nginx.devstack.conf with this instance's ports and paths filled in, and the
-    per-address limit on where the replicas' settings (`app_env`) hand it to nginx."""
+    per-address limit on where the replicas' settings (`app_env`) hand it to nginx (and
+    do not turn rate limiting off altogether)."""
     env = app_env or {}
-    in_proxy = env.get("POLYSHOP_RATE_LIMIT_ADDRESS_IN_PROXY", "").lower() in ("1", "true")
+    in_proxy = _true(env.get(ENV_ADDRESS_IN_PROXY, "")) and _true(env.get(ENV_RATE_LIMIT, "true"))
     rate = round(float(env.get("POLYSHOP_RATE_LIMIT_ADDRESS_PER_S", ADDRESS_RATE_PER_S)))
     burst = int(env.get("POLYSHOP_RATE_LIMIT_ADDRESS_CAPACITY", ADDRESS_BURST))
     servers = "\n".join(

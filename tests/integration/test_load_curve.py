@@ -37,7 +37,11 @@ def test_a_tiny_step_of_the_load_curve_gives_sane_numbers(native_stack: devstack
         steps = []
         for limiter in (False, True):
             if limiter:  # deployed with it off: one restart of the replica, not two
-                deployment = reconfigure(deployment, {"POLYSHOP_RATE_LIMIT_ENABLED": "true"})
+                # both buckets in the app (bench.load_curve's "on"): its decisions count
+                in_app = {"POLYSHOP_RATE_LIMIT_ADDRESS_IN_PROXY": "false"}
+                deployment = reconfigure(
+                    deployment, {"POLYSHOP_RATE_LIMIT_ENABLED": "true", **in_app}
+                )
             cpu = ServerCpu(native_stack, engine=search_engine(deployment))
             assert any(name.startswith("api:") for name in cpu.meter.trees)
             assert "engine" in cpu.meter.trees

@@ -74,6 +74,55 @@ def test_app_programs_run_replicas_behind_nginx() -> None:
     assert nginx.stopsignal == "QUIT"
 
 
+@pytest.mark.parametrize(
+    ("shell", "env", "expected"),
+    [
+        (None, {}, "true"),  # one nginx fronts the replicas: the address bucket is its
+        ("false", {}, "false"),  # the shell turns it off
+        ("false", {"POLYSHOP_RATE_LIMIT_ADDRESS_IN_PROXY": "true"}, "true"),  # the caller wins
+        (None, {"POLYSHOP_RATE_LIMIT_ADDRESS_IN_PROXY": "false"}, "false"),
+    ],
+)
+def test_the_replicas_hand_the_address_limit_to_nginx_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch, shell: str | None, env: dict[str, str], expected: str
+) -> None:
+    if shell is None:
+        monkeypatch.delenv("POLYSHOP_RATE_LIMIT_ADDRESS_IN_PROXY", raising=False)
+    else:
+        monkeypatch.setenv("POLYSHOP_RATE_LIMIT_ADDRESS_IN_PROXY", shell)
+    monkeypatch.delenv("POLYSHOP_RATE_LIMIT_ENABLED", raising=False)
+    layout = devstack.instance("unit", 1000)
+    api = devstack.app_programs(1, layout=layout, env=env)[0]
+    assert api.env["POLYSHOP_RATE_LIMIT_ADDRESS_IN_PROXY"] == expected
+    conf = _config.render_nginx_conf(layout, [9001], 9000, api.env)
+    key = "$binary_remote_addr" if expected == "true" else '""'
+    assert f"default  {key};" in conf
+    # rate limiting off (a benchmark's baseline) is off in nginx too
+    off = devstack.app_programs(1, layout=layout, env={**env, "POLYSHOP_RATE_LIMIT_ENABLED": "0"})
+    assert 'default  "";' in _config.render_nginx_conf(layout, [9001], 9000, off[0].env)
+    monkeypatch.setenv("POLYSHOP_RATE_LIMIT_ENABLED", "false")  # from the shell, too
+    off = devstack.app_programs(1, layout=layout, env=env)
+    assert 'default  "";' in _config.render_nginx_conf(layout, [9001], 9000, off[0].env)
+
+
+def test_compose_nginx_limits_each_address_as_the_app_would() -> None:
+    """docker-compose's one nginx holds the per-address bucket with the app's default
+    rate and burst; its replicas are told so (deploy/nginx.conf, docker-compose.yml)."""
+    root = Path(__file__).resolve().parents[2]
+    conf = (root / "deploy" / "nginx.conf").read_text()
+    defaults = Settings()
+    assert f"rate={round(defaults.rate_limit_address_per_s)}r/s;" in conf
+    assert f"burst={defaults.rate_limit_address_capacity} nodelay;" in conf
+    assert "limit_req_status 429;" in conf and "add_header Retry-After 1 always;" in conf
+    assert "default  $binary_remote_addr;" in conf
+    # the same exempt paths as the app's limiter and the native stack's nginx
+    template = (root / "deploy" / "nginx.devstack.conf").read_text()
+    exempt = next(line for line in template.splitlines() if "healthz|readyz" in line)
+    assert exempt in conf
+    compose = (root / "docker-compose.yml").read_text()
+    assert 'POLYSHOP_RATE_LIMIT_ADDRESS_IN_PROXY: "true"' in compose
+
+
 def test_replicas_default_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("POLYSHOP_API_REPLICAS", raising=False)
     assert devstack.default_replicas() == 2
@@ -173,3 +222,26 @@ def test_the_soak_instances_offset_shares_no_port_with_the_others() -> None:
     for offset in (0, 2000, 5600, 6000):
         assert soak.shared_with(devstack.Ports(offset)) == set(), offset
     assert devstack.Ports(6100).shared_with(devstack.Ports(6000))
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+def test_nginx_accepts_the_compose_conf(tmp_path: Path) -> None:
+    conf = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
+    done = subprocess.run(
+        [
+            "nginx",
+            "-t",
+            "-p",
+            str(tmp_path),
+            "-e",
+            str(tmp_path / "e.log"),
+            "-c",
+            str(conf),
+            "-g",
+            f"pid {tmp_path}/nginx.pid;",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
