@@ -29,6 +29,7 @@ from tenacity import (
 
 from app.deps import get_stores
 from app.metrics import CACHE_HANDOFFS
+from app.product_list_cache import bump_after_commit
 from app.stores import CACHE_CONSUMER, Stores
 from storage import outbox, products
 from storage.outbox import Delivery
@@ -45,7 +46,9 @@ def get_product_cache(request: Request) -> ProductCache:
 
 async def invalidate_products(stores: Stores, changes: Sequence[tuple[int, int]]) -> None:
     """After the commit, before answering: (product id, version written) pairs. Called
-    by the request transaction (app.transaction) for the products its route changed."""
+    by the request transaction (app.transaction) for the products its route changed.
+    Every list page may show them: the catalog generation moves first."""
+    await bump_after_commit(stores.product_list_cache)
     await invalidate(stores, stores.product_cache, products.AGGREGATE, changes)
 
 

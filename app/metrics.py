@@ -90,6 +90,19 @@ SEARCH_CACHE_BUMPS = Counter(
     "Search generation bumps (index writes made visible: sync batches, reindex, repairs)",
 )
 
+LIST_CACHE_REQUESTS = Counter(
+    "polyshop_product_list_cache_requests_total",
+    "Product list page cache lookups by result: hit, miss, error (Redis failed: answered"
+    " from Postgres), bypass (Redis skipped after repeated failures)",
+    ["result"],
+)
+LIST_CACHE_BUMPS = Counter(
+    "polyshop_product_list_cache_generation_bumps_total",
+    "Catalog generation bumps (product writes committed), by where: request (after the"
+    " commit), outbox (the relay), failed (Redis refused the request's bump)",
+    ["source"],
+)
+
 # ETL Postgres -> DuckDB (etl/, app/etl_schedule.py)
 ETL_DATA_AGE = Gauge(
     "polyshop_etl_data_age_seconds",

@@ -176,6 +176,13 @@ class Settings(BaseSettings):
         "polyshop", pattern=r"^[a-z0-9_-]+$", description="prefix of index and alias names"
     )
     search_timeout_s: float = Field(5.0, gt=0, description="per request to the engine")
+    product_list_cache_ttl_s: float = Field(
+        30.0,
+        ge=0,
+        description="product list pages (`GET /products`) are cached in Redis for this long"
+        " under the catalog generation, which every product write bumps after its commit"
+        " (and the outbox relay again); the TTL bounds only a bump that failed (0: off)",
+    )
     search_cache_ttl_s: float = Field(
         60.0,
         ge=0,

@@ -26,6 +26,7 @@ from app.metrics import (
     SEARCH_CACHE_FILLS,
     SEARCH_CACHE_REQUESTS,
 )
+from app.product_list_cache import create_product_list_cache
 from app.settings import Settings
 from search import cache as search_cache
 from search.cache import SearchCache
@@ -33,6 +34,7 @@ from search.engine import SearchEngine, create_search_engine
 from search.index_admin import alias_name
 from search.product_search import ProductSearch
 from storage import orders, outbox, products
+from storage.answer_cache import AnswerCache
 from storage.api_keys import ApiKeyCache
 from storage.blobs import create_minio
 from storage.cache import create_redis
@@ -72,6 +74,9 @@ class Stores:
     # the order read's responses (app/order_cache.py): the product cache's rules, keys of
     # kind "order", invalidated from the outbox's order events
     order_cache: ProductCache
+    # the product list pages' responses (app/product_list_cache.py), bumped by every
+    # product write
+    product_list_cache: AnswerCache
     # how late this process's event loop has been (storage/redis_errors.py): the rate
     # limiter and the cache breaker tell a busy process from a slow Redis with it
     loop_lag: LoopLag = field(default_factory=LoopLag)
@@ -180,7 +185,7 @@ def _response_cache(
     )
 
 
-_count_search_result: Callable[[search_cache.Kind, search_cache.CacheResult], None] = _labelled(
+_count_search_result: Callable[[str, search_cache.CacheResult], None] = _labelled(
     SEARCH_CACHE_REQUESTS
 )
 
@@ -308,6 +313,7 @@ async def open_stores(
     answers = create_search_cache(settings, redis, lag)
     searcher = ProductSearch(search, alias_name(settings.search_index_prefix), answers)
     order_cache = create_order_cache(settings, pg, redis, lag)
+    lists = create_product_list_cache(settings, redis, lag)
     stores = Stores(
         settings,
         pg,
@@ -320,6 +326,7 @@ async def open_stores(
         answers,
         searcher,
         order_cache,
+        lists,
         lag,
     )
     log.info("stores.opened", search_engine=settings.search_engine, schema=settings.database_schema)

@@ -9,11 +9,12 @@ clients, in `--rounds` rounds (the phases alternate so machine noise hits all):
 
 - phase "limiter on" (buckets far above the load, so nothing is refused, but every
   request pays the limiter): cached `GET /products/{id}`, the bare endpoint returning
-  the same bytes from memory, and an authenticated `GET /orders/{id}`;
+  the same bytes from memory, an authenticated `GET /orders/{id}` and the first list
+  page (`/products?limit=20`, from the list cache);
 - phase "limiter off": the cached product read;
 - phase "limiter in nginx": the per-address bucket in nginx (`limit_req`), the app's
   limiter for API keys only: the cached read and the authenticated order read;
-- phase "cache off" (limiter on): the same read from Postgres.
+- phase "cache off" (limiter on): the same reads from Postgres.
 
 Prints per scenario req/s, p50, p99, non-200 answers and the server's CPU per request
 (API replicas, nginx, Redis, Postgres), then the issue's ratios against the baselines
@@ -55,11 +56,17 @@ PHASES: dict[str, dict[str, str]] = {
     "limiter off": {**LIMITER_ON, "POLYSHOP_RATE_LIMIT_ENABLED": "false"},
     # the per-address limit in nginx (limit_req), the app limits API keys only
     "limiter in nginx": {**LIMITER_ON, "POLYSHOP_RATE_LIMIT_ADDRESS_IN_PROXY": "true"},
-    "cache off": {**LIMITER_ON, "POLYSHOP_CACHE_ENABLED": "false"},
+    "cache off": {
+        **LIMITER_ON,
+        "POLYSHOP_CACHE_ENABLED": "false",
+        "POLYSHOP_PRODUCT_LIST_CACHE_TTL_S": "0",
+    },
 }
 CACHED, BARE, ORDER = "cached product", "bare (same bytes)", "GET /orders/{id} (auth)"
 CACHED_OFF, UNCACHED = "cached product, limiter off", "uncached product (Postgres)"
 CACHED_NGINX = "cached product, address limit in nginx"
+LIST, LIST_UNCACHED = "list page (cached)", "list page (Postgres)"
+LIST_QUERY = "/products?limit=20"
 ORDER_NGINX = "GET /orders/{id} (auth), address limit in nginx"
 
 
@@ -103,6 +110,7 @@ def _scenarios(
             CACHED: (f"{base}/products/{product}", {}),
             BARE: (f"{base}/_bench/bare/{product}", {}),
             ORDER: (f"{base}/orders/{order_id}", auth),
+            LIST: (f"{base}{LIST_QUERY}", {}),
         }
     if phase == "limiter off":
         return {CACHED_OFF: (f"{base}/products/{product}", {})}
@@ -112,7 +120,10 @@ def _scenarios(
             CACHED_NGINX: (f"{base}/products/{product}", {}),
             ORDER_NGINX: (f"{base}/orders/{order_id}", auth),
         }
-    return {UNCACHED: (f"{base}/products/{product}", {})}
+    return {
+        UNCACHED: (f"{base}/products/{product}", {}),
+        LIST_UNCACHED: (f"{base}{LIST_QUERY}", {}),
+    }
 
 
 def _replica_pid(cpu: ServerCpu) -> int:
@@ -188,6 +199,9 @@ def report(results: Mapping[str, Measured]) -> str:
         f"- p50 authenticated GET /orders/{{id}} / anonymous cached product: "
         f"{p50[ORDER] / p50[CACHED]:.2f}x (goal <= 1.5x); with the address bucket in nginx"
         f" {p50[ORDER_NGINX] / p50[CACHED_NGINX]:.2f}x",
+        f"- list page ({LIST_QUERY}) cached / from Postgres:"
+        f" {rate[LIST] / rate[LIST_UNCACHED]:.2f}x (API core-ms"
+        f" {results[LIST].cpu_ms('api'):.3f} vs {results[LIST_UNCACHED].cpu_ms('api'):.3f})",
         f"- server CPU per cached request: {results[CACHED].cpu_ms('server'):.3f} core-ms"
         f" (API {results[CACHED].cpu_ms('api'):.3f}, nginx {results[CACHED].cpu_ms('nginx'):.3f},"
         f" Redis {results[CACHED].cpu_ms('redis'):.3f}); with the address bucket in nginx"

@@ -292,6 +292,16 @@ class ProductCache:
 
     # reads
 
+    def fresh_generation(self) -> str | None:
+        """The generation when it needs no re-read now (for a caller that keys other
+        derived state by it without I/O); None when a re-read is due."""
+        if self._generation_source is not None and (
+            self.generation == NO_GENERATION
+            or time.monotonic() - self._generation_read_at >= self.generation_check_s
+        ):
+            return None
+        return self.generation
+
     def read_plan(self, product_id: int) -> ReadPlan | None:
         """The keys `get_or_load` would read for this product now, so that a round trip
         the request makes anyway (the rate limiter's) can read them for it; None when the
@@ -301,12 +311,9 @@ class ProductCache:
             return None
         if not self._breaker.closed:
             return None
-        if self._generation_source is not None and (
-            self.generation == NO_GENERATION
-            or time.monotonic() - self._generation_read_at >= self.generation_check_s
-        ):
+        gen = self.fresh_generation()
+        if gen is None:
             return None
-        gen = self.generation
         keys = (self.value_key(product_id, gen), self.floor_key(product_id, gen))
         return ReadPlan(product_id, gen, self._outage_epoch, keys)
 

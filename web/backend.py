@@ -23,6 +23,7 @@ from images.context import ImageSettings, ImageStores
 from search.engine import SearchEngine
 from search.index_admin import alias_name
 from search.product_search import ProductSearch
+from storage.answer_cache import AnswerCache
 from storage.orders import OrderChange
 from storage.product_cache import ProductCache
 
@@ -83,6 +84,8 @@ class WebStores(ImageStores, Protocol):
     def product_cache(self) -> ProductCache: ...
     @property
     def product_search(self) -> ProductSearch: ...
+    @property
+    def product_list_cache(self) -> AnswerCache: ...
 
     @property
     def order_cache(self) -> ProductCache: ...
@@ -104,9 +107,10 @@ def search_index(stores: WebStores) -> str:
 async def invalidate(request: Request, changes: Sequence[tuple[int, int]]) -> None:
     """After a commit that wrote products: drop their cached JSON (read-your-writes). A
     failed invalidation is applied later by the outbox relay (the write emitted its event)."""
-    cache = get_stores(request).product_cache
+    stores = get_stores(request)
+    await stores.product_list_cache.try_bump()  # the relay bumps again if this failed
     for product_id, version in changes:
-        await cache.invalidate(product_id, version)
+        await stores.product_cache.invalidate(product_id, version)
 
 
 async def invalidate_order(request: Request, change: OrderChange) -> None:

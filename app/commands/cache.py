@@ -3,7 +3,8 @@
 It gives the data a new generation in Postgres (so every replica, at its next check,
 reads and writes other keys; storage/generation.py) and then deletes every product
 and order cache key of every generation under the prefix: values, version floors and
-leases; and every search cache key (answers and the search generation, search/cache.py).
+leases; every search cache key (answers and the search generation, search/cache.py);
+and every product list page with the catalog generation (app/product_list_cache.py).
 Safe while the API runs: a miss reads Postgres (or asks the engine) again.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import psycopg
 import typer
 
+from app.product_list_cache import create_product_list_cache
 from app.settings import Settings, get_settings
 from app.stores import ORDER_KIND
 from search.cache import SearchCache
@@ -50,6 +52,7 @@ async def flush_cache(settings: Settings) -> Flushed:
             )
             removed += await cache.flush()
         removed += await SearchCache(redis, prefix=settings.redis_prefix, ttl_s=1).flush()
+        removed += await create_product_list_cache(settings, redis).flush()
     finally:
         await redis.aclose()
     return Flushed(generation, removed)
@@ -57,7 +60,7 @@ async def flush_cache(settings: Settings) -> Flushed:
 
 @cache_cli.command("flush")
 def flush() -> None:
-    """New data generation + delete every product, order and search cache key (after a
-    restore or failover)."""
+    """New data generation + delete every product, order, search and list cache key
+    (after a restore or failover)."""
     result = asyncio.run(flush_cache(get_settings()))
     typer.echo(f"cache flushed: generation {result.generation}, {result.removed} keys removed")

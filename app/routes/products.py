@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi import Path as PathParam
 from pydantic import WithJsonSchema
@@ -19,6 +20,8 @@ from pydantic import WithJsonSchema
 from app.auth import AdminDep
 from app.deps import StoresDep
 from app.problems import Conflict, InvalidField, NotFound, PreconditionFailed
+from app.product_list_cache import KIND as LIST_KIND
+from app.product_list_cache import page_key
 from app.product_prefetch import prefetched_of
 from app.schemas.products import (
     PRICE_PATTERN,
@@ -29,7 +32,7 @@ from app.schemas.products import (
     Status,
 )
 from app.stores import Stores
-from app.transaction import ReadConnectionDep, TransactionDep, postgres_errors
+from app.transaction import TransactionDep, postgres_errors
 from images import service as product_images
 from storage import products
 from storage.cursor import InvalidCursor, decode_cursor, encode_cursor
@@ -37,6 +40,8 @@ from storage.errors import StoreUnavailable
 from storage.money import to_minor
 from storage.postgres import read_connection
 from storage.product_cache import Entry, Prefetched
+
+log = structlog.get_logger()
 
 router = APIRouter(prefix="/products", tags=["products"])
 bench_router = APIRouter(include_in_schema=False)
@@ -260,7 +265,7 @@ async def delete_product(
 )
 async def list_products(
     stores: StoresDep,
-    conn: ReadConnectionDep,
+    request: Request,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     category: Annotated[
@@ -270,7 +275,9 @@ async def list_products(
     min_price: Annotated[str | None, Query(pattern=PRICE_PATTERN)] = None,
     max_price: Annotated[str | None, Query(pattern=PRICE_PATTERN)] = None,
     status: Status | None = None,
-) -> ProductPage:
+) -> Response:
+    """Cached in Redis under the catalog generation (app/product_list_cache.py), which
+    every product write moves before it answers."""
     where = products.ProductFilter(
         category=category,
         brand=brand,
@@ -278,16 +285,32 @@ async def list_products(
         max_price_minor=None if max_price is None else to_minor(max_price),
         status=status,
     )
-    page = await products.list_page(
-        conn, after_id=_decode_cursor(cursor), limit=limit + 1, where=where
-    )
-    more = len(page) > limit
-    page = page[:limit]
-    images = await product_images.primary_images(stores, conn, [p.id for p in page])
-    return ProductPage(
-        items=[ProductOut.of(p, images.get(p.id)) for p in page],
-        next_cursor=_encode_cursor(page[-1].id) if more else None,
-    )
+    after_id = _decode_cursor(cursor)
+
+    async def load() -> bytes:
+        with postgres_errors():
+            async with read_connection(stores.pg) as conn:
+                page = await products.list_page(
+                    conn, after_id=after_id, limit=limit + 1, where=where
+                )
+                more = len(page) > limit
+                page = page[:limit]
+                images = await product_images.primary_images(stores, conn, [p.id for p in page])
+        body = ProductPage(
+            items=[ProductOut.of(p, images.get(p.id)) for p in page],
+            next_cursor=_encode_cursor(page[-1].id) if more else None,
+        )
+        return body.model_dump_json().encode()
+
+    try:
+        # the data generation (restores, failovers), re-read every few seconds
+        generation = await stores.product_cache.refresh_generation()
+    except Exception:  # Postgres cannot be read now: the load answers (or fails) alone
+        log.warning("product_list.generation_unreadable", exc_info=True)
+        return Response(await load(), media_type="application/json")
+    digest = page_key(generation, request.scope["query_string"])
+    body = await stores.product_list_cache.get_or_load(LIST_KIND, digest, load)
+    return Response(body, media_type="application/json")
 
 
 def _encode_cursor(last_id: int) -> str:

@@ -1,0 +1,94 @@
+"""The product list pages' cache (`GET /products`): whole response bodies in Redis, under
+the catalog generation (storage/answer_cache.py, namespace `catalog`).
+
+Keys: `catalog:gen` and `catalog:list:{digest}`; the digest hashes the data generation
+(storage/generation.py: a restore or a failover never reads an older page) and the
+request's query parameters as sent (`page_key`).
+
+A hit is answered by a thin ASGI route (app/routes/product_list_read.py) without
+FastAPI's request handling; a miss, or a request the thin route does not take, goes to
+the documented route (app/routes/products.py: list_products), which validates, reads
+Postgres and stores the page.
+
+Freshness: a list page shows every product it lists, so any product write makes every
+page suspect. Each request that changed products bumps the generation after its commit
+and before it answers (app/cache_writes.py: read-your-writes on every replica: the next
+list read, anywhere, misses), and the outbox relay bumps again for every batch of
+product events (app/cache_consumer.py: writes whose request could not bump, and writers
+in other processes). A fill whose Postgres read may predate a bump is never stored
+(the answer cache's guarded store). `product_list_cache_ttl_s` bounds only what a bump
+lost in both places would leave. Order placement moves stock, so it bumps too: at a
+high order rate the pages are rebuilt more often, never served stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from urllib.parse import parse_qsl
+
+import structlog
+from redis.asyncio import Redis
+
+from app.metrics import LIST_CACHE_BUMPS, LIST_CACHE_REQUESTS
+from app.settings import Settings
+from storage.answer_cache import AnswerCache, CacheResult
+from storage.redis_errors import LoopLag
+
+log = structlog.get_logger()
+
+NAMESPACE = "catalog"
+KIND = "list"
+# Changes whenever the cached bytes would change for the same query (their shape).
+FORMAT = "1"
+
+
+def _count(kind: str, result: CacheResult) -> None:
+    LIST_CACHE_REQUESTS.labels(result).inc()
+
+
+def create_product_list_cache(
+    settings: Settings, redis: Redis, lag: LoopLag | None = None
+) -> AnswerCache:
+    """The list pages' cache on this Redis client (one per process)."""
+    return AnswerCache(
+        redis,
+        namespace=NAMESPACE,
+        prefix=settings.redis_prefix,
+        ttl_s=settings.product_list_cache_ttl_s,
+        breaker_threshold=settings.cache_breaker_threshold,
+        breaker_open_s=settings.cache_breaker_open_s,
+        redis_timeout_s=settings.redis_timeout_s,
+        loop_lag=lag,
+        on_result=_count,
+    )
+
+
+# the query parameters of `GET /products`; others change nothing and name no other page
+PARAMS = frozenset({"limit", "cursor", "category", "brand", "min_price", "max_price", "status"})
+
+
+def page_key(data_generation: str, query_string: bytes) -> str:
+    """The digest of one list request: its parameters as sent (in their order, decoded as
+    Starlette decodes them), so the thin route (app/routes/product_list_read.py) finds
+    the page without validating them: only a request the documented route validated was
+    ever stored. Two spellings of one query are two entries; never one for two queries."""
+    items = [
+        (k, v)
+        for k, v in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+        if k in PARAMS
+    ]
+    canonical = json.dumps([FORMAT, data_generation, items], separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+async def bump_after_commit(cache: AnswerCache) -> None:
+    """The request's bump after a committed product write. A failure is logged and
+    counted, not raised: the write is committed, and the relay bumps again."""
+    if not cache.enabled:
+        return
+    if await cache.try_bump():
+        LIST_CACHE_BUMPS.labels("request").inc()
+    else:
+        LIST_CACHE_BUMPS.labels("failed").inc()
+        log.warning("product_list_cache.bump_failed")
