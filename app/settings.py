@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:56379/0", description="read cache, rate limits")
     redis_prefix: str = Field("polyshop:", description="prefix of every Redis key")
     redis_timeout_s: float = Field(0.5, gt=0, description="connect and socket timeout")
+    redis_max_connections: int = Field(
+        512,
+        ge=1,
+        description="Redis connections per process; past it a call waits for a free one"
+        " (at most the timeout) instead of failing",
+    )
     cache_ttl_s: int = Field(300, gt=0, description="product cache entry lifetime")
     cache_ttl_jitter: float = Field(0.1, ge=0, le=1, description="+/- fraction of the TTL")
     cache_enabled: bool = Field(True, description="false: product reads skip Redis (benchmarks)")

@@ -301,7 +301,11 @@ async def open_stores(
         timeout_s=settings.database_pool_timeout_s,
         fail_fast_s=settings.database_fail_fast_s,
     )
-    redis = create_redis(settings.redis_url, timeout_s=settings.redis_timeout_s)
+    redis = create_redis(
+        settings.redis_url,
+        timeout_s=settings.redis_timeout_s,
+        max_connections=settings.redis_max_connections,
+    )
     search = create_search_engine(
         settings.search_engine, settings.search_url, timeout_s=settings.search_timeout_s
     )

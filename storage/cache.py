@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 
-def create_redis(url: str, *, timeout_s: float = 0.5) -> Redis:
-    # Short socket timeouts: a sick Redis must cost a read milliseconds, not seconds.
-    return Redis.from_url(
+def create_redis(url: str, *, timeout_s: float = 0.5, max_connections: int = 512) -> Redis:
+    """A client on a pool of at most `max_connections`. Short socket timeouts: a sick
+    Redis must cost a read milliseconds, not seconds.
+
+    The pool blocks (up to `timeout_s`) when every connection is in use, instead of
+    raising at once as redis-py's default pool does past its 100 connections: under a
+    burst of in-flight requests that default refused calls to a healthy Redis, which
+    the rate limiter took for an outage and failed open on (docs/benchmarks.md, "The
+    list pages' cache"). A wait that runs out is a timeout like a slow reply."""
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=timeout_s,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         health_check_interval=10,
     )
+    return Redis.from_pool(pool)
 
 
 async def ping(redis: Redis) -> None:

@@ -32,8 +32,12 @@ LATE_SHARE = 0.75
 
 
 def is_timeout(exc: BaseException) -> bool:
-    # redis-py raises its own TimeoutError (a ConnectionError subclass) or the builtin one
-    return isinstance(exc, RedisTimeoutError | TimeoutError)
+    # redis-py raises its own TimeoutError (a ConnectionError subclass) or the builtin one;
+    # a blocking pool whose wait for a free connection ran out raises a ConnectionError
+    # from the builtin TimeoutError: this process is busy, Redis may be fine
+    if isinstance(exc, RedisTimeoutError | TimeoutError):
+        return True
+    return isinstance(exc, RedisConnectionError) and isinstance(exc.__cause__, TimeoutError)
 
 
 def is_connection_failure(exc: BaseException) -> bool:
