@@ -87,9 +87,9 @@ class AnswerCache:
         self.namespace = namespace or self.NAMESPACE
         if not self.namespace:
             raise ValueError("an answer cache needs a namespace")
-        self.generation_key = f"{prefix}{namespace}:gen"
+        self.generation_key = f"{prefix}{self.namespace}:gen"
         self._breaker = RedisBreaker(
-            f"redis-{namespace}-cache",
+            f"redis-{self.namespace}-cache",
             threshold=breaker_threshold,
             open_s=breaker_open_s,
             redis_timeout_s=redis_timeout_s,
