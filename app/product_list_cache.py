@@ -1,5 +1,6 @@
 """The product list pages' cache (`GET /products`): whole response bodies in Redis, under
-the catalog generation (storage/answer_cache.py, namespace `catalog`).
+the catalog generation (storage/answer_cache.py, namespace `catalog`; built by app/stores.py:
+create_product_list_cache).
 
 Keys: `catalog:gen` and `catalog:list:{digest}`; the digest hashes the data generation
 (storage/generation.py: a restore or a failover never reads an older page) and the
@@ -28,12 +29,9 @@ import json
 from urllib.parse import parse_qsl
 
 import structlog
-from redis.asyncio import Redis
 
-from app.metrics import LIST_CACHE_BUMPS, LIST_CACHE_REQUESTS
-from app.settings import Settings
-from storage.answer_cache import AnswerCache, CacheResult
-from storage.redis_errors import LoopLag
+from app.metrics import LIST_CACHE_BUMPS
+from storage.answer_cache import AnswerCache
 
 log = structlog.get_logger()
 
@@ -41,27 +39,6 @@ NAMESPACE = "catalog"
 KIND = "list"
 # Changes whenever the cached bytes would change for the same query (their shape).
 FORMAT = "1"
-
-
-def _count(kind: str, result: CacheResult) -> None:
-    LIST_CACHE_REQUESTS.labels(result).inc()
-
-
-def create_product_list_cache(
-    settings: Settings, redis: Redis, lag: LoopLag | None = None
-) -> AnswerCache:
-    """The list pages' cache on this Redis client (one per process)."""
-    return AnswerCache(
-        redis,
-        namespace=NAMESPACE,
-        prefix=settings.redis_prefix,
-        ttl_s=settings.product_list_cache_ttl_s,
-        breaker_threshold=settings.cache_breaker_threshold,
-        breaker_open_s=settings.cache_breaker_open_s,
-        redis_timeout_s=settings.redis_timeout_s,
-        loop_lag=lag,
-        on_result=_count,
-    )
 
 
 # the query parameters of `GET /products`; others change nothing and name no other page

@@ -21,12 +21,13 @@ from app.metrics import (
     CACHE_BREAKER_STATE,
     CACHE_FILLS,
     CACHE_REQUESTS,
+    LIST_CACHE_REQUESTS,
     ORDER_CACHE_REQUESTS,
     SEARCH_CACHE_BUMPS,
     SEARCH_CACHE_FILLS,
     SEARCH_CACHE_REQUESTS,
 )
-from app.product_list_cache import create_product_list_cache
+from app.product_list_cache import NAMESPACE as LIST_NAMESPACE
 from app.settings import Settings
 from search import cache as search_cache
 from search.cache import SearchCache
@@ -194,20 +195,49 @@ def _count_search_fill(result: search_cache.FillResult) -> None:
     SEARCH_CACHE_FILLS.labels(result).inc()
 
 
+def _answer_cache_options(settings: Settings, lag: LoopLag | None) -> dict[str, Any]:
+    """What every answer cache (storage/answer_cache.py) of a process shares: the prefix,
+    the breaker's settings, the loop monitor."""
+    return {
+        "prefix": settings.redis_prefix,
+        "breaker_threshold": settings.cache_breaker_threshold,
+        "breaker_open_s": settings.cache_breaker_open_s,
+        "redis_timeout_s": settings.redis_timeout_s,
+        "loop_lag": lag,
+    }
+
+
 def create_search_cache(
     settings: Settings, redis: Redis, lag: LoopLag | None = None
 ) -> SearchCache:
     """The search answer cache on this Redis client (one per process)."""
     return SearchCache(
         redis,
-        prefix=settings.redis_prefix,
         ttl_s=settings.search_cache_ttl_s,
-        breaker_threshold=settings.cache_breaker_threshold,
-        breaker_open_s=settings.cache_breaker_open_s,
-        redis_timeout_s=settings.redis_timeout_s,
-        loop_lag=lag,
         on_result=_count_search_result,
         on_fill=_count_search_fill,
+        **_answer_cache_options(settings, lag),
+    )
+
+
+_count_list = _labelled(LIST_CACHE_REQUESTS)
+
+
+def _count_list_result(kind: str, result: CacheResult) -> None:
+    _count_list(result)  # one kind of answer: the result is the only label
+
+
+def create_product_list_cache(
+    settings: Settings, redis: Redis, lag: LoopLag | None = None
+) -> AnswerCache:
+    """The product list pages' cache on this Redis client (one per process;
+    app/product_list_cache.py)."""
+    return AnswerCache(
+        redis,
+        namespace=LIST_NAMESPACE,
+        ttl_s=settings.product_list_cache_ttl_s,
+        on_result=_count_list_result,
+        **_answer_cache_options(settings, lag),
     )
 
 

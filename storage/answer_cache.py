@@ -120,15 +120,13 @@ class AnswerCache:
             return await load()
         key = self.entry_key(kind, digest)
         try:
-            generation, raw = await self._breaker.call(self.redis.mget(self.generation_key, key))
+            gen, body = await self._read(key)
         except BreakerOpen:
             self._on_result(kind, "bypass")
             return await load()
         except RedisFailed:
             self._on_result(kind, "error")
             return await load()
-        gen = _as_bytes(generation)
-        body = _current(gen, raw)
         if body is not None:
             self._on_result(kind, "hit")
             return body
@@ -151,15 +149,22 @@ class AnswerCache:
         if not self.enabled or not self._breaker.closed:
             return None
         try:
-            generation, raw = await self._breaker.call(
-                self.redis.mget(self.generation_key, self.entry_key(kind, digest))
-            )
+            _, body = await self._read(self.entry_key(kind, digest))
         except (BreakerOpen, RedisFailed):
             return None
-        body = _current(_as_bytes(generation), raw)
         if body is not None:
             self._on_result(kind, "hit")
         return body
+
+    async def _read(self, key: str) -> tuple[bytes | None, bytes | None]:
+        """One round trip: the current generation, and the body stored at `key` under
+        it (None when absent or filled under another). Raises the breaker's errors."""
+        generation, raw = await self._breaker.call(self.redis.mget(self.generation_key, key))
+        gen = _as_bytes(generation)
+        if raw is None or gen is None:
+            return gen, None
+        head, newline, body = (_as_bytes(raw) or b"").partition(b"\n")
+        return gen, body if newline and head == gen else None
 
     def _settled(self, flight: tuple[str, bytes | None], task: asyncio.Task[bytes]) -> None:
         self._inflight.pop(flight, None)
@@ -204,14 +209,6 @@ class AnswerCache:
     async def flush(self) -> int:
         """Delete every key of this cache, the generation included; how many."""
         return await delete_matching(self.redis, self.pattern())
-
-
-def _current(generation: bytes | None, raw: bytes | str | None) -> bytes | None:
-    """The body of an entry stored under `generation`, or None."""
-    if raw is None or generation is None:
-        return None
-    head, newline, body = (_as_bytes(raw) or b"").partition(b"\n")
-    return body if newline and head == generation else None
 
 
 def _as_bytes(value: bytes | str | None) -> bytes | None:

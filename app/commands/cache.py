@@ -16,9 +16,8 @@ from dataclasses import dataclass
 import psycopg
 import typer
 
-from app.product_list_cache import create_product_list_cache
 from app.settings import Settings, get_settings
-from app.stores import ORDER_KIND
+from app.stores import ORDER_KIND, create_product_list_cache
 from search.cache import SearchCache
 from storage.cache import create_redis
 from storage.generation import bump_generation
