@@ -1,12 +1,32 @@
 """LoopLag (storage/redis_errors.py): a stall of the event loop is measured, and a timeout
-that the stall explains is told from one that Redis took."""
+that the stall explains is told from one that Redis took.
+
+The quiet windows are real time on a shared machine: a window in which the OS took the
+CPU away from this process for a while is a real stall, and LoopLag rightly counts it. So
+each quiet property is asked of the best of a few windows: a machine's hiccup rarely hits
+all of them, while a LoopLag that counted an idle wait as a stall fails every one.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
-from storage.redis_errors import LoopLag
+from storage.redis_errors import LagMark, LoopLag
+
+WINDOWS = 3
+
+
+async def quietest(lag: LoopLag, window: Callable[[], Awaitable[LagMark]]) -> LagMark:
+    """The mark of the window (of WINDOWS tries) with the least lag since it."""
+    marks = []
+    for _ in range(WINDOWS):
+        mark = await window()
+        marks.append((lag.since(mark), mark))
+        if marks[-1][0] == 0.0:
+            break
+    return min(marks, key=lambda pair: pair[0])[1]
 
 
 async def test_a_blocked_loop_explains_a_timeout_and_an_idle_wait_does_not() -> None:
@@ -19,8 +39,12 @@ async def test_a_blocked_loop_explains_a_timeout_and_an_idle_wait_does_not() -> 
         assert 0.25 <= lag.since(mark) <= 1.0  # more only if the machine is very busy
         assert lag.explains(mark, timeout_s=0.25)
 
-        quiet = lag.mark()
-        await asyncio.sleep(0.25)  # a wait the loop spent running: Redis' own time
+        async def idle_wait() -> LagMark:
+            quiet = lag.mark()
+            await asyncio.sleep(0.25)  # a wait the loop spent running: Redis' own time
+            return quiet
+
+        quiet = await quietest(lag, idle_wait)
         assert lag.since(quiet) < 0.1
         assert not lag.explains(quiet, timeout_s=0.25)
 
@@ -28,11 +52,16 @@ async def test_a_blocked_loop_explains_a_timeout_and_an_idle_wait_does_not() -> 
 async def test_a_stall_before_the_mark_does_not_count() -> None:
     lag = LoopLag(interval_s=0.01, min_stall_s=0.05)
     async with lag.running():
-        await asyncio.sleep(0.05)
-        time.sleep(0.2)  # noqa: ASYNC251
-        await asyncio.sleep(0.05)  # the ticker recorded the stall
-        mark = lag.mark()
-        await asyncio.sleep(0.05)
+
+        async def after_a_stall() -> LagMark:
+            await asyncio.sleep(0.05)
+            time.sleep(0.2)  # noqa: ASYNC251
+            await asyncio.sleep(0.05)  # the ticker recorded the stall
+            mark = lag.mark()
+            await asyncio.sleep(0.05)
+            return mark
+
+        mark = await quietest(lag, after_a_stall)
         assert lag.since(mark) < 0.05
 
 
