@@ -26,6 +26,7 @@ from app.routes.order_read import order_read_routes
 from app.routes.product_list_read import product_list_routes
 from app.routes.product_read import product_read_routes
 from app.routes.registry import feature_routers
+from app.routes.search_read import search_read_routes
 from app.routes.thin import install_thin_routes
 from app.settings import Settings, get_settings
 from app.stores import StoresFactory, open_stores
@@ -71,13 +72,15 @@ def create_app(
     app.include_router(health.router)
     for router in feature_routers():
         app.include_router(router)
-    # the thin GET /products/{id}, GET /products (a cached page) and GET /orders/{id},
-    # before the documented routes (and the bench's baseline)
+    # the thin GET /products/{id}, GET /products (a cached page), the cached searches and
+    # suggestions, and GET /orders/{id}, before the documented routes (and the bench's
+    # baseline)
     install_thin_routes(
         app,
         [
             *product_read_routes(bench_routes=settings.bench_routes),
             *product_list_routes(),
+            *search_read_routes(),
             *order_read_routes(),
         ],
     )

@@ -28,6 +28,7 @@ from app.metrics import (
     SEARCH_CACHE_REQUESTS,
 )
 from app.product_list_cache import NAMESPACE as LIST_NAMESPACE
+from app.search_request_keys import SearchRequestKeys
 from app.settings import Settings
 from search import cache as search_cache
 from search.cache import SearchCache
@@ -78,6 +79,9 @@ class Stores:
     # the product list pages' responses (app/product_list_cache.py), bumped by every
     # product write
     product_list_cache: AnswerCache
+    # which search cache entry each query string led to (app/search_request_keys.py): the
+    # thin search routes' lookup
+    search_request_keys: SearchRequestKeys = field(default_factory=SearchRequestKeys)
     # how late this process's event loop has been (storage/redis_errors.py): the rate
     # limiter and the cache breaker tell a busy process from a slow Redis with it
     loop_lag: LoopLag = field(default_factory=LoopLag)
@@ -361,7 +365,7 @@ async def open_stores(
         searcher,
         order_cache,
         lists,
-        lag,
+        loop_lag=lag,
     )
     log.info("stores.opened", search_engine=settings.search_engine, schema=settings.database_schema)
     try:

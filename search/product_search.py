@@ -115,8 +115,9 @@ class ProductSearch:
     def suggest_key(self, prefix: str, limit: int) -> str:
         return request_key("suggest", self.engine.kind, self.index, suggest_body(prefix, limit))
 
-    async def search_json(self, params: SearchParams) -> bytes:
-        """The body of `GET /search/products` for these parameters."""
+    async def search_json(self, params: SearchParams, *, key: str | None = None) -> bytes:
+        """The body of `GET /search/products` for these parameters (`key`: their
+        `search_key`, when the caller has it already)."""
         params = normalized(params)
 
         async def load() -> bytes:
@@ -124,21 +125,23 @@ class ProductSearch:
 
         if self.cache is None or not self.cache.enabled:
             return await load()
-        return await self.cache.get_or_load("products", self.search_key(params), load)
+        return await self.cache.get_or_load("products", key or self.search_key(params), load)
 
     async def search(self, params: SearchParams) -> dict[str, Any]:
         answer: dict[str, Any] = json.loads(await self.search_json(params))
         return answer
 
-    async def suggest_json(self, prefix: str, limit: int) -> bytes:
-        """The body of `GET /search/suggest`: `{"suggestions": [...]}`."""
+    async def suggest_json(self, prefix: str, limit: int, *, key: str | None = None) -> bytes:
+        """The body of `GET /search/suggest`: `{"suggestions": [...]}` (`key`: the
+        `suggest_key`, when the caller has it already)."""
 
         async def load() -> bytes:
             return encode({"suggestions": await suggest(self.engine, self.index, prefix, limit)})
 
         if self.cache is None or not self.cache.enabled:
             return await load()
-        return await self.cache.get_or_load("suggest", self.suggest_key(prefix, limit), load)
+        digest = key or self.suggest_key(prefix, limit)
+        return await self.cache.get_or_load("suggest", digest, load)
 
     async def suggest(self, prefix: str, limit: int) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = json.loads(await self.suggest_json(prefix, limit))[

@@ -1,6 +1,8 @@
 """Public product search and autocomplete, answered by the search engine through the
 search cache (`stores.product_search`, search/cache.py): the same bytes and headers on a
-hit as on a miss.
+hit as on a miss. Each query string answered here is remembered with its cache digest
+(`stores.search_request_keys`), so the thin routes (app/routes/search_read.py) answer
+its next hits without this module.
 
 Engine down -> 503 with Retry-After (StoreUnavailable), unless the cache holds the
 answer; writes do not depend on it.
@@ -117,7 +119,10 @@ async def search_products_route(
         limit=limit,
         search_after=search_after,
     )
-    return _json(await stores.product_search.search_json(params))
+    key = stores.product_search.search_key(params)
+    body = await stores.product_search.search_json(params, key=key)
+    stores.search_request_keys.remember("products", request.scope["query_string"], key)
+    return _json(body)
 
 
 @router.get(
@@ -127,13 +132,17 @@ async def search_products_route(
     responses=_UNAVAILABLE,
 )
 async def suggest_route(
+    request: Request,
     stores: StoresDep,
     q: Annotated[str, Query(min_length=1, max_length=100)],
     limit: Annotated[int, Query(ge=1, le=SUGGEST_MAX)] = 10,
 ) -> Response:
     if not q.strip():
         raise _invalid("q", "q must contain a character other than whitespace")
-    return _json(await stores.product_search.suggest_json(q, limit))
+    key = stores.product_search.suggest_key(q, limit)
+    body = await stores.product_search.suggest_json(q, limit, key=key)
+    stores.search_request_keys.remember("suggest", request.scope["query_string"], key)
+    return _json(body)
 
 
 def _json(body: bytes) -> Response:

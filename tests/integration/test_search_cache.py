@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from typer.testing import CliRunner
 
 from app.commands import search as search_commands
@@ -106,6 +107,54 @@ async def test_a_repeated_search_is_served_from_the_cache(
     assert suggest_hit.content == suggest.content
     assert await engine_queries(stores) == asked_all
     assert {s["name"] for s in suggest.json()["suggestions"]} == {"Oak Chair", "Oak Desk"}
+
+
+async def test_a_hit_is_answered_by_the_thin_route_and_a_bump_hands_it_on(
+    app: FastAPI, client: httpx.AsyncClient, stores: Stores
+) -> None:
+    await _catalog(stores)
+    served: Stores = app.state.stores  # the app's own stores (the memo is per process)
+    search, suggest = {"q": "oak", "limit": "2"}, {"q": "oa"}
+    miss = await client.get("/search/products", params=search)
+    suggest_miss = await client.get("/search/suggest", params=suggest)
+    assert miss.status_code == suggest_miss.status_code == 200
+    asked = await engine_queries(stores)
+    hits = counted("products", "hit"), counted("suggest", "hit")
+
+    def not_reached(*args: object, **kwargs: object) -> str:
+        raise AssertionError("the documented route answered a hit")
+
+    # a hit (app/routes/search_read.py) builds no key: the documented route would
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(served.product_search, "search_key", not_reached)
+        patched.setattr(served.product_search, "suggest_key", not_reached)
+        hit = await client.get("/search/products", params=search)
+        suggest_hit = await client.get("/search/suggest", params=suggest)
+    assert (hit.content, _headers(hit)) == (miss.content, _headers(miss))
+    assert (suggest_hit.content, _headers(suggest_hit)) == (
+        suggest_miss.content,
+        _headers(suggest_miss),
+    )
+    assert (counted("products", "hit"), counted("suggest", "hit")) == (hits[0] + 1, hits[1] + 1)
+    assert await engine_queries(stores) == asked
+
+    # the same request spelled another way: the documented route first, the same entry
+    respelled = await client.get("/search/products", params={"limit": "2", "q": "oak"})
+    assert respelled.content == miss.content and await engine_queries(stores) == asked
+    # input the documented route refuses is never remembered: refused every time
+    for _ in range(2):
+        refused = await client.get("/search/products", params={"q": "x" * 201})
+        assert refused.status_code == 422 and "q" in refused.text
+        blank = await client.get("/search/suggest", params={"q": " "})
+        assert blank.status_code == 422 and "q" in blank.text
+
+    # a bump: the thin route misses and hands on; the documented route asks the engine
+    await stores.search_cache.bump()
+    misses = counted("products", "miss")
+    again = await client.get("/search/products", params=search)
+    assert again.content == miss.content
+    assert counted("products", "miss") == misses + 1
+    assert await engine_queries(stores) > asked
 
 
 async def test_bad_input_is_still_a_422_naming_the_field(client: httpx.AsyncClient) -> None:
