@@ -29,7 +29,6 @@ from tenacity import (
 
 from app.deps import get_stores
 from app.metrics import CACHE_HANDOFFS
-from app.product_list_cache import bump_after_commit
 from app.stores import CACHE_CONSUMER, Stores
 from storage import outbox, products
 from storage.outbox import Delivery
@@ -48,7 +47,7 @@ async def invalidate_products(stores: Stores, changes: Sequence[tuple[int, int]]
     """After the commit, before answering: (product id, version written) pairs. Called
     by the request transaction (app.transaction) for the products its route changed.
     Every list page may show them: the catalog generation moves first."""
-    await bump_after_commit(stores.product_list_cache)
+    await stores.product_list_cache.try_bump()  # counted, logged; the relay bumps again
     await invalidate(stores, stores.product_cache, products.AGGREGATE, changes)
 
 

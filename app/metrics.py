@@ -99,7 +99,8 @@ LIST_CACHE_REQUESTS = Counter(
 LIST_CACHE_BUMPS = Counter(
     "polyshop_product_list_cache_generation_bumps_total",
     "Catalog generation bumps (product writes committed), by where: request (after the"
-    " commit), outbox (the relay), failed (Redis refused the request's bump)",
+    " commit of an API request or a storefront page), outbox (the relay), failed (Redis"
+    " refused the writer's bump)",
     ["source"],
 )
 

@@ -13,10 +13,11 @@ Postgres and stores the page.
 
 Freshness: a list page shows every product it lists, so any product write makes every
 page suspect. Each request that changed products bumps the generation after its commit
-and before it answers (app/cache_writes.py: read-your-writes on every replica: the next
-list read, anywhere, misses), and the outbox relay bumps again for every batch of
-product events (app/cache_consumer.py: writes whose request could not bump, and writers
-in other processes). A fill whose Postgres read may predate a bump is never stored
+and before it answers (`AnswerCache.try_bump` in app/cache_writes.py and in the
+storefront's web/backend.py, counted by the wiring in app/stores.py): read-your-writes
+on every replica, the next list read anywhere misses. The outbox relay bumps again for
+every batch of product events (app/cache_consumer.py: writes whose request could not
+bump, and writers in other processes). A fill whose Postgres read may predate a bump is never stored
 (the answer cache's guarded store). `product_list_cache_ttl_s` bounds only what a bump
 lost in both places would leave. Order placement moves stock, so it bumps too: at a
 high order rate the pages are rebuilt more often, never served stale.
@@ -27,13 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 from urllib.parse import parse_qsl
-
-import structlog
-
-from app.metrics import LIST_CACHE_BUMPS
-from storage.answer_cache import AnswerCache
-
-log = structlog.get_logger()
 
 NAMESPACE = "catalog"
 KIND = "list"
@@ -57,15 +51,3 @@ def page_key(data_generation: str, query_string: bytes) -> str:
     ]
     canonical = json.dumps([FORMAT, data_generation, items], separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
-
-
-async def bump_after_commit(cache: AnswerCache) -> None:
-    """The request's bump after a committed product write. A failure is logged and
-    counted, not raised: the write is committed, and the relay bumps again."""
-    if not cache.enabled:
-        return
-    if await cache.try_bump():
-        LIST_CACHE_BUMPS.labels("request").inc()
-    else:
-        LIST_CACHE_BUMPS.labels("failed").inc()
-        log.warning("product_list_cache.bump_failed")

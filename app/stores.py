@@ -21,6 +21,7 @@ from app.metrics import (
     CACHE_BREAKER_STATE,
     CACHE_FILLS,
     CACHE_REQUESTS,
+    LIST_CACHE_BUMPS,
     LIST_CACHE_REQUESTS,
     ORDER_CACHE_REQUESTS,
     SEARCH_CACHE_BUMPS,
@@ -231,6 +232,16 @@ def _count_list_result(kind: str, result: CacheResult) -> None:
     _count_list(result)  # one kind of answer: the result is the only label
 
 
+def _count_list_bump(bumped: bool) -> None:
+    """A writer's bump after its commit (an API request or a storefront page). A failed
+    one is logged: the outbox relay bumps again."""
+    if bumped:
+        LIST_CACHE_BUMPS.labels("request").inc()
+    else:
+        LIST_CACHE_BUMPS.labels("failed").inc()
+        log.warning("product_list_cache.bump_failed")
+
+
 def create_product_list_cache(
     settings: Settings, redis: Redis, lag: LoopLag | None = None
 ) -> AnswerCache:
@@ -241,6 +252,7 @@ def create_product_list_cache(
         namespace=LIST_NAMESPACE,
         ttl_s=settings.product_list_cache_ttl_s,
         on_result=_count_list_result,
+        on_try_bump=_count_list_bump,
         **_answer_cache_options(settings, lag),
     )
 

@@ -80,6 +80,7 @@ class AnswerCache:
         loop_lag: LoopLag | None = None,
         on_result: Callable[[str, CacheResult], None] | None = None,
         on_fill: Callable[[FillResult], None] | None = None,
+        on_try_bump: Callable[[bool], None] | None = None,
     ) -> None:
         self.redis = redis
         self.prefix = prefix
@@ -97,6 +98,7 @@ class AnswerCache:
         )
         self._on_result = on_result or (lambda kind, result: None)
         self._on_fill = on_fill or (lambda result: None)
+        self._on_try_bump = on_try_bump or (lambda bumped: None)
         self._inflight: dict[tuple[str, bytes | None], asyncio.Task[bytes]] = {}
         self._store = redis.register_script(_STORE)
 
@@ -196,14 +198,17 @@ class AnswerCache:
         return token
 
     async def try_bump(self) -> bool:
-        """`bump`, for a writer whose commit is done: False (logged by the caller) when
-        Redis failed, never raised. Nothing to do (True) when the cache is off."""
+        """`bump`, for a writer whose commit is done: False when Redis failed, never
+        raised; either outcome is reported to `on_try_bump` (the wiring counts and logs
+        it, whichever writer bumped). Nothing to do (True) when the cache is off."""
         if not self.enabled:
             return True
         try:
             await self.bump()
         except (RedisError, OSError, TimeoutError):
+            self._on_try_bump(False)
             return False
+        self._on_try_bump(True)
         return True
 
     async def flush(self) -> int:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import types
 import uuid
 from typing import Any
 
 import httpx
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.cache_consumer import cache_consumer
 from app.commands.cache import flush_cache
@@ -22,6 +24,7 @@ from storage import outbox, products
 from storage.answer_cache import AnswerCache
 from tests.integration.test_cache import admin, metric, new_product, replica  # noqa: F401
 from tests.support.auth import bearer
+from web import backend as web_backend
 
 PAGE = {"limit": "20", "category": "Lighting"}
 BUMPS = "polyshop_product_list_cache_generation_bumps_total"
@@ -185,11 +188,11 @@ async def test_the_relay_bumps_for_a_request_whose_own_bump_failed(
         await drain_cache_events(stores)
         assert (await listed(b))[pid]["stock"] == 0  # cached now
 
-        async def refused() -> bool:
-            return False  # Redis refused the request's bump
+        async def refused() -> str:
+            raise RedisConnectionError("refused")  # Redis refused the request's bump
 
         failed = metric(BUMPS, {"source": "failed"})
-        monkeypatch.setattr(app_a.state.stores.product_list_cache, "try_bump", refused)
+        monkeypatch.setattr(app_a.state.stores.product_list_cache, "bump", refused)
         response = await a.patch(f"/products/{pid}", json={"stock": 7}, headers=admin)
         assert response.status_code == 200
         assert metric(BUMPS, {"source": "failed"}) == failed + 1
@@ -212,3 +215,15 @@ async def test_a_restore_flush_forgets_every_list_page(
     assert [k async for k in stores.redis.scan_iter(match=pattern)]
     await flush_cache(settings)
     assert [k async for k in stores.redis.scan_iter(match=pattern)] == []
+
+
+async def test_the_storefronts_bump_is_counted_like_a_requests(stores: Stores) -> None:
+    """Every writer's bump after its commit goes through the cache's `try_bump`, which the
+    wiring counts: the storefront's (web/backend.py, which cannot import app/) too."""
+    bumps = metric(BUMPS, {"source": "request"})
+    generation = await stores.redis.get(stores.product_list_cache.generation_key)
+    state = types.SimpleNamespace(stores=stores)
+    page = types.SimpleNamespace(app=types.SimpleNamespace(state=state))  # what it reads
+    await web_backend.invalidate(page, [])  # type: ignore[arg-type]
+    assert metric(BUMPS, {"source": "request"}) == bumps + 1
+    assert await stores.redis.get(stores.product_list_cache.generation_key) != generation
