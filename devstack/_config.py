@@ -248,8 +248,12 @@ loopback_users = none
 log.console = true
 log.console.level = info
 log.file = false
-# A small Ra WAL (default 512 MiB): a restart after a crash replays at most this much.
-raft.wal_max_size_bytes = 67108864
+# A small Ra WAL (default 512 MiB): a restart after a crash replays at most this much,
+# and a quorum queue keeps the entries of the current WAL file in memory (ETS) until it
+# rolls over. At 64 MiB the node climbed 109 -> 182 MiB over 27 minutes of the soak
+# before the rollover dropped it to 143 (docs/benchmarks.md, "Soak"); a shop's job
+# queues carry a few messages a second.
+raft.wal_max_size_bytes = 8388608
 """
 
 

@@ -3,10 +3,16 @@
 Every `SAMPLE_S` seconds: the memory of each program of the stack (supervisord's pid,
 with its child processes: a Postgres backend or an nginx worker belongs to its
 program), the connections open on Postgres (`pg_stat_activity`) and Redis
-(`CLIENT LIST`), and the outbox backlog. Memory is the proportional set size (PSS,
-psutil's `memory_full_info`): for a one-process program it is its RSS less its share of
-the shared libraries, and for a process tree it does not count the shared buffers once
-per backend as a sum of RSS would.
+(`CLIENT LIST`), and the outbox backlog. Memory is the proportional set size (PSS, from
+/proc/<pid>/smaps_rollup and smaps): for a one-process program it is its RSS less its
+share of the shared libraries, and for a process tree it counts a page shared by several
+processes once.
+
+A program's fixed-size shared memory segment (Postgres' shared buffers: a
+`/dev/zero (deleted)` or SysV mapping of the size `shared_buffers` configures) is kept
+apart (`Point.shared`): its pages are touched as the data is read, so it fills towards
+its configured size during a run that keeps adding orders, and can never grow past it. A
+leak grows private memory; `Point.memory` is the PSS without those segments.
 
 A series is judged by windows, never by one sample: the median of the first window
 after the warm-up against the median of the last one (a garbage collection, an ETL
@@ -33,10 +39,12 @@ class Point:
     """One sample, `at` seconds after the load started."""
 
     at: float
-    memory: dict[str, int]  # program -> bytes (PSS of its process tree)
+    memory: dict[str, int]  # program -> bytes (PSS of its process tree, shared segments out)
     postgres_connections: int
     redis_clients: int
     backlog: int
+    # program -> bytes of its shared memory segments (PSS), for programs that have one
+    shared: dict[str, int] = field(default_factory=dict)
 
 
 def programs(layout: devstack.Layout) -> dict[str, int]:
@@ -49,21 +57,51 @@ def programs(layout: devstack.Layout) -> dict[str, int]:
     }
 
 
-def tree_memory(pid: int) -> int:
-    """PSS in bytes of the process and all its descendants (0 when it is gone)."""
+# mappings of a shared memory segment in /proc/<pid>/smaps: anonymous shared memory
+# (Postgres' main segment), SysV segments, POSIX shared memory
+SHARED_SEGMENTS = ("/dev/zero", "/SYSV", "/dev/shm/")
+
+
+@dataclass(frozen=True)
+class TreeMemory:
+    pss: int  # without the shared segments
+    shared: int  # the shared segments' PSS
+
+
+def segment_pss(pid: int) -> int:
+    """PSS in bytes of the process's shared memory segments (0 when it has none)."""
+    total, in_segment = 0, False
+    with open(f"/proc/{pid}/smaps", encoding="ascii", errors="replace") as smaps:
+        for line in smaps:
+            if line[0] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
+                fields = line.split(maxsplit=5)
+                path = fields[5].strip() if len(fields) > 5 else ""
+                in_segment = fields[1][3] == "s" and path.startswith(SHARED_SEGMENTS)
+            elif in_segment and line.startswith("Pss:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+def tree_memory(pid: int) -> TreeMemory:
+    """The memory of the process and all its descendants (0 when it is gone)."""
     try:
         root = psutil.Process(pid)
         tree = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0
-    total = 0
+        return TreeMemory(0, 0)
+    pss = shared = 0
     for proc in tree:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            total += proc.memory_full_info().pss
-    return total
+        with contextlib.suppress(
+            psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError
+        ):
+            whole = proc.memory_full_info().pss
+            segments = segment_pss(proc.pid)
+            pss += whole - segments
+            shared += segments
+    return TreeMemory(pss, shared)
 
 
-def memory_of(pids: Mapping[str, int]) -> dict[str, int]:
+def memory_of(pids: Mapping[str, int]) -> dict[str, TreeMemory]:
     return {name: tree_memory(pid) for name, pid in pids.items()}
 
 

@@ -143,6 +143,18 @@ def test_supervisord_names_replicas_by_port() -> None:
     assert 'POLYSHOP_DATABASE_URL="postgresql://polyshop@127.0.0.1:56432/polyshop"' in text
 
 
+def test_compose_rabbitmq_keeps_the_native_stacks_small_wal() -> None:
+    """Both stacks bound a quorum queue's in-memory WAL entries alike (the soak's
+    RabbitMQ memory): deploy/rabbitmq.conf, mounted into the image's conf.d, names the
+    native stack's value."""
+    root = Path(__file__).resolve().parents[2]
+    native = re.search(r"^raft\.wal_max_size_bytes = (\d+)$", _config.RABBITMQ_CONF, re.M)
+    assert native is not None and int(native.group(1)) <= 16 * 1024 * 1024
+    assert native.group(0) in (root / "deploy" / "rabbitmq.conf").read_text().splitlines()
+    compose = (root / "docker-compose.yml").read_text()
+    assert "./deploy/rabbitmq.conf:/etc/rabbitmq/conf.d/20-polyshop.conf:ro" in compose
+
+
 def test_nginx_conf_lists_every_replica_and_keeps_files_under_the_root(tmp_path: Path) -> None:
     layout = devstack.Layout(tmp_path, port_offset=1000)
     text = _config.render_nginx_conf(layout, [9001, 9002], 9000)

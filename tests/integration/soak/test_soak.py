@@ -39,9 +39,11 @@ DRAIN_WITHIN_S = 120.0
 # heaps, and every periodic job has run: the worker's memory reaches its working level
 # only after the ETL schedule (every minute here) has run both a full and an incremental
 # copy (measured with the DuckDB writer engine kept: 114 MiB before, 135-148 MiB from then
-# on; closed after each run since, 101-104 MiB throughout). So a fifth of the run, and at
-# least two ETL periods.
-WARMUP_FRACTION = 0.2
+# on; closed after each run since, 101-104 MiB throughout), and MinIO's Go heap after
+# 12 minutes of this load on a quiet machine (21 on a loaded one; 207 -> 326 MiB, then
+# 326-341 to the end: docs/benchmarks.md, "Soak"). So half of the run, and at least two
+# ETL periods; a leak, a steady climb, shows in the second half as in any other.
+WARMUP_FRACTION = 0.5
 ETL_PERIOD_S = 60.0  # POLYSHOP_ETL_CRON in the deployment (conftest.py)
 
 
@@ -147,6 +149,7 @@ async def run_soak(
     if known_growth:
         result(f"soak: not checked (known growth, docs/benchmarks.md): {', '.join(known_growth)}")
     result(f"soak: connections (first window, last window medians): {verdict.connections}")
+    result(f"soak: shared memory segments, MiB (not judged: a fixed size): {segments(points)}")
 
     assert not failed, _failures(failed)
     assert len(samples) > 10 * seconds * 0.1, "the load barely ran"  # at least 1 req/s
@@ -169,10 +172,19 @@ async def sample(stores: Stores, pids: dict[str, int], started: float) -> Point:
     clients = await stores.redis.client_list()
     return Point(
         at=time.monotonic() - started,
-        memory=memory,
+        memory={name: m.pss for name, m in memory.items()},
+        shared={name: m.shared for name, m in memory.items() if m.shared},
         postgres_connections=int(row["n"]),
         redis_clients=len(clients) - 1,  # not this test's own connection
         backlog=await backlog(stores),
+    )
+
+
+def segments(points: list[Point]) -> str:
+    """Each program's shared segments at the start and the end of the run."""
+    first, last = points[0].shared, points[-1].shared
+    return ", ".join(
+        f"{name} {first.get(name, 0) / MIB:.1f} -> {last[name] / MIB:.1f}" for name in sorted(last)
     )
 
 
@@ -196,7 +208,8 @@ def _failures(failed: list[Sample]) -> str:
 
 class MinuteTable:
     """One row per minute of load: requests, failures, p99, the highest connection
-    counts and backlog of the minute, and each program's memory at its end (MiB)."""
+    counts and backlog of the minute, each program's memory at its end (MiB, shared
+    segments out) and, last, the shared segments (`shm`: Postgres' shared buffers)."""
 
     def __init__(self, programs: list[str], samples: list[Sample], started: float) -> None:
         self.programs = programs
@@ -209,7 +222,7 @@ class MinuteTable:
     def header(self) -> str:
         names = " ".join(f"{p[:9]:>9}" for p in self.programs)
         head = f"{'min':>3} {'req':>6} {'fail':>4} {'p99ms':>6} {'pg':>3} {'rds':>3} {'bklg':>4}"
-        return f"{head} {names}"
+        return f"{head} {names} {'shm':>6}"
 
     def add(self, point: Point, show: Callable[[str], None]) -> None:
         minute = int(point.at // 60)
@@ -230,12 +243,13 @@ class MinuteTable:
         p99 = percentile(ok, 0.99)
         last = self._minute[-1]
         memory = " ".join(f"{last.memory.get(p, 0) / MIB:>9.1f}" for p in self.programs)
+        shared = sum(last.shared.values()) / MIB  # Postgres' shared buffers, touched so far
         line = (
             f"{self._minute_no + 1:>3} {len(mine):>6} {failed:>4}"
             f" {'-' if math.isnan(p99) else f'{p99:.0f}':>6}"
             f" {max(p.postgres_connections for p in self._minute):>3}"
             f" {max(p.redis_clients for p in self._minute):>3}"
-            f" {max(p.backlog for p in self._minute):>4} {memory}"
+            f" {max(p.backlog for p in self._minute):>4} {memory} {shared:>6.1f}"
         )
         self.lines.append(line)
         show(line)
