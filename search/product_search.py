@@ -105,6 +105,11 @@ class ProductSearch:
         self.index = index
         self.cache = cache
 
+    @property
+    def caching(self) -> bool:
+        """Whether answers go through the cache (off: no cache, or a TTL of 0)."""
+        return self.cache is not None and self.cache.enabled
+
     def search_key(self, params: SearchParams) -> str:
         params = normalized(params)
         body = search_body(params)

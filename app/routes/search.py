@@ -119,8 +119,11 @@ async def search_products_route(
         limit=limit,
         search_after=search_after,
     )
-    key = stores.product_search.search_key(params)
-    body = await stores.product_search.search_json(params, key=key)
+    searcher = stores.product_search
+    if not searcher.caching:  # nothing to remember: no thin route can answer it
+        return _json(await searcher.search_json(params))
+    key = searcher.search_key(params)
+    body = await searcher.search_json(params, key=key)
     stores.search_request_keys.remember("products", request.scope["query_string"], key)
     return _json(body)
 
@@ -139,8 +142,11 @@ async def suggest_route(
 ) -> Response:
     if not q.strip():
         raise _invalid("q", "q must contain a character other than whitespace")
-    key = stores.product_search.suggest_key(q, limit)
-    body = await stores.product_search.suggest_json(q, limit, key=key)
+    searcher = stores.product_search
+    if not searcher.caching:
+        return _json(await searcher.suggest_json(q, limit))
+    key = searcher.suggest_key(q, limit)
+    body = await searcher.suggest_json(q, limit, key=key)
     stores.search_request_keys.remember("suggest", request.scope["query_string"], key)
     return _json(body)
 
