@@ -4,7 +4,7 @@ Every `SAMPLE_S` seconds: the memory of each program of the stack (supervisord's
 with its child processes: a Postgres backend or an nginx worker belongs to its
 program), the connections open on Postgres (`pg_stat_activity`) and Redis
 (`CLIENT LIST`), and the outbox backlog. Memory is the proportional set size (PSS, from
-/proc/<pid>/smaps_rollup and smaps): for a one-process program it is its RSS less its
+/proc/<pid>/smaps): for a one-process program it is its RSS less its
 share of the shared libraries, and for a process tree it counts a page shared by several
 processes once.
 
@@ -68,18 +68,24 @@ class TreeMemory:
     shared: int  # the shared segments' PSS
 
 
-def segment_pss(pid: int) -> int:
-    """PSS in bytes of the process's shared memory segments (0 when it has none)."""
-    total, in_segment = 0, False
+def smaps_memory(pid: int) -> TreeMemory:
+    """The process's PSS in bytes, its shared memory segments' share apart: one pass over
+    /proc/<pid>/smaps (a mapping's header line, then its `Field: value` lines)."""
+    pss = shared = 0
+    in_segment = False
     with open(f"/proc/{pid}/smaps", encoding="ascii", errors="replace") as smaps:
         for line in smaps:
-            if line[0] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
-                fields = line.split(maxsplit=5)
+            fields = line.split(maxsplit=5)
+            if not fields[0].endswith(":"):  # a mapping: address perms offset dev inode path
                 path = fields[5].strip() if len(fields) > 5 else ""
                 in_segment = fields[1][3] == "s" and path.startswith(SHARED_SEGMENTS)
-            elif in_segment and line.startswith("Pss:"):
-                total += int(line.split()[1]) * 1024
-    return total
+            elif fields[0] == "Pss:":
+                size = int(fields[1]) * 1024
+                if in_segment:
+                    shared += size
+                else:
+                    pss += size
+    return TreeMemory(pss, shared)
 
 
 def tree_memory(pid: int) -> TreeMemory:
@@ -91,13 +97,10 @@ def tree_memory(pid: int) -> TreeMemory:
         return TreeMemory(0, 0)
     pss = shared = 0
     for proc in tree:
-        with contextlib.suppress(
-            psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError
-        ):
-            whole = proc.memory_full_info().pss
-            segments = segment_pss(proc.pid)
-            pss += whole - segments
-            shared += segments
+        with contextlib.suppress(OSError):  # gone, or not ours to read
+            memory = smaps_memory(proc.pid)
+            pss += memory.pss
+            shared += memory.shared
     return TreeMemory(pss, shared)
 
 
